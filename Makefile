@@ -1,0 +1,28 @@
+# The two Quick start targets install what they need into .venv first (idempotent).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install lint
+
+# The main job, end to end, offline, on CPU, with the built-in defaults.
+run: $(STAMP)
+	$(VENV)/bin/labwarden prepare --profile tiny
+	$(VENV)/bin/labwarden baseline --profile tiny
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+install: $(STAMP)
+
+# torch first and pinned: 2.13.0 is the CPU wheel; a looser spec can pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)

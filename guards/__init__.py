@@ -1,0 +1,1 @@
+"""Deterministic diff guards, the rule registry and plugins, and the audit trail."""

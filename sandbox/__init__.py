@@ -1,0 +1,1 @@
+"""Workspace copies, patch application, the Docker and local backends, images."""

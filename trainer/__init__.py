@@ -1,0 +1,1 @@
+"""The editable training code. Agents change it only through guarded patches."""

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "guards": ("guards.cli", "check a patch against the diff guards; list rules"),
     "audit": ("guards.audit_cli", "read, export and replay the audit trail"),
     "sandbox": ("sandbox.cli", "build the sandbox image; show which backend runs"),
-    "try": ("sandbox.try_cli", "run one experiment end to end: guards, sandbox, evaluator"),
+    "try": ("agents.try_cli", "run one experiment end to end: guards, sandbox, evaluator"),
     "run": ("agents.run_cli", "research unattended: plan, code, guard, review, run, decide"),
     "results": ("agents.results_cli", "export the ledger (results.tsv columns)"),
     "report": ("agents.report_cli", "write a self-contained HTML report of a workspace"),

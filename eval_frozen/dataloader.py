@@ -1,0 +1,81 @@
+"""The public API the trainer imports: profile, tokenizer and training batches. Train split only.
+
+    from eval_frozen.dataloader import load_profile, load_tokenizer, train_batches
+
+This module reads `<data dir>/tokenizer/` and `<data dir>/train/` and nothing else; it has no
+way to name the validation split, and works where `val/` is not mounted (the training
+sandbox). Everything else in eval_frozen is private to the evaluator and prepare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eval_frozen import tokenizer as _tokenizer
+from eval_frozen.errors import EvalInputError
+from eval_frozen.packing import pack_rows
+from eval_frozen.profiles import Profile, get_profile
+from eval_frozen.shards import iter_texts, list_shards
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Profile", "Tokenizer", "load_profile", "load_tokenizer", "train_batches"]
+
+Tokenizer = _tokenizer.Tokenizer
+
+
+def load_profile(name: str) -> Profile:
+    """The frozen profile `name` (tiny, small, gpu); ValueError naming the choices otherwise."""
+    return get_profile(name)
+
+
+def load_tokenizer(data_dir: str | Path) -> Tokenizer:
+    """The prepared tokenizer: `.encode(text)`, `.decode(ids)`, `.vocab_size`, `.bos_id`."""
+    return _tokenizer.load(Path(data_dir) / "tokenizer")
+
+
+def _train_docs(train_dir: Path, tok: Tokenizer) -> Iterator[list[int]]:
+    for texts in iter_texts(train_dir):
+        yield from tok.encode_batch(texts)
+
+
+def train_batches(data_dir: str | Path, batch_size: int, seq_len: int,
+                  device: str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Yield `(x, y, epoch)` forever: int64 `(batch_size, seq_len)` inputs and next-token targets.
+
+    Rows are BOS-aligned (see `eval_frozen.packing`), read in shard order; `epoch` counts
+    passes over the train split from 1. Raises EvalInputError if the train split is missing.
+    """
+    import torch
+
+    data_dir = Path(data_dir)
+    train_dir = data_dir / "train"
+    if not list_shards(train_dir):
+        raise EvalInputError(f"no training shards in {train_dir}; run `labwarden prepare` first.")
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(
+            f"batch_size and seq_len must be positive, but got {batch_size}, {seq_len}.")
+    tok = load_tokenizer(data_dir)
+    pin = device.startswith("cuda")
+    epoch = 1
+    rows: list[list[int]] = []
+    while True:
+        produced = False
+        for row in pack_rows(_train_docs(train_dir, tok), seq_len + 1, tok.bos_id):
+            rows.append(row)
+            if len(rows) == batch_size:
+                produced = True
+                batch = torch.tensor(rows, dtype=torch.int64)
+                rows = []
+                if pin:
+                    batch = batch.pin_memory().to(device, non_blocking=True)
+                elif device != "cpu":
+                    batch = batch.to(device)
+                yield batch[:, :-1].contiguous(), batch[:, 1:].contiguous(), epoch
+        if not produced and epoch == 1:
+            raise EvalInputError(f"the train split in {train_dir} holds fewer than "
+                                 f"{batch_size} rows of {seq_len + 1} tokens.")
+        epoch += 1

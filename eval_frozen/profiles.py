@@ -1,0 +1,105 @@
+"""Profiles: the frozen constants of one research setting (vocabulary, context, budget, eval size).
+
+The evaluator reads `eval_tokens`, `seq_len` and the probe settings from here and nowhere
+else, so a trainer patch cannot weaken the metric. `tiny` is for tests and CI (CPU,
+seconds), `small` for a laptop or one small GPU (minutes), `gpu` is autoresearch scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One research setting. Every field is fixed for the life of a prepared data folder."""
+
+    name: str
+    vocab_size: int
+    """Total vocabulary, the BOS special token included (BPE merges = vocab_size - 257)."""
+    seq_len: int
+    """Context length T of training and evaluation rows."""
+    time_budget_s: float
+    """Default training wall-clock budget; the sandbox enforces it from outside."""
+    eval_tokens: int
+    """Exactly this many validation target positions are scored (a multiple of seq_len)."""
+    eval_batch_size: int
+    """Rows per evaluator forward pass (memory only; the metric does not depend on it)."""
+    device: str
+    """Where the trainer and evaluator run by default: "cpu" or "cuda"."""
+    default_source: str
+    """Data source when `prepare` gets no --source: "builtin", "local:PATH" or "climbmix"."""
+    val_fraction: float = 0.1
+    """Share of documents (by name hash) that go to validation, for builtin and local sources."""
+    climbmix_train_shards: int = 1
+    """How many climbmix training shards `prepare` downloads (validation shard pinned apart)."""
+    tokenizer_max_chars: int = 1_000_000_000
+    """Cap on training text fed to BPE training (whole documents, in order)."""
+    probe_rows: int = 2
+    """Validation rows the causality probe perturbs."""
+    probe_positions: tuple[float, ...] = (0.25, 0.5, 0.9)
+    """Where in the row token j is perturbed, as fractions of seq_len."""
+    probe_tolerance: float = 1e-4
+    """Largest allowed change of a logit before j, relative to the logits' scale (max |logit|)."""
+
+    def __post_init__(self) -> None:
+        if self.eval_tokens % self.seq_len:
+            raise ValueError(
+                f"eval_tokens must be a multiple of seq_len, but got {self.eval_tokens} "
+                f"and {self.seq_len}."
+            )
+        if self.vocab_size < 258:
+            raise ValueError(f"vocab_size must be at least 258 (256 bytes, 1 merge, BOS), "
+                             f"but got {self.vocab_size}.")
+
+    @property
+    def eval_rows(self) -> int:
+        return self.eval_tokens // self.seq_len
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="tiny",
+            vocab_size=1024,
+            seq_len=128,
+            time_budget_s=20.0,
+            eval_tokens=32 * 1024,  # 256 rows: a second or two on 2 CPU cores
+            eval_batch_size=32,
+            device="cpu",
+            default_source="builtin",
+        ),
+        Profile(
+            name="small",
+            vocab_size=4096,
+            seq_len=256,
+            time_budget_s=120.0,
+            eval_tokens=64 * 1024,
+            eval_batch_size=32,
+            device="cpu",
+            default_source="builtin",
+            val_fraction=0.2,  # the built-in corpus is ~2 MB; val must hold eval_tokens
+        ),
+        Profile(
+            name="gpu",
+            vocab_size=8192,
+            seq_len=2048,
+            time_budget_s=300.0,
+            eval_tokens=40 * 524288,  # ~21M tokens, as autoresearch
+            eval_batch_size=32,
+            device="cuda",
+            default_source="climbmix",
+            climbmix_train_shards=10,
+        ),
+    )
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called `name`; ValueError naming the choices otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        choices = ", ".join(sorted(PROFILES))
+        raise ValueError(f"unknown profile {name!r}; choose one of: {choices}.") from None

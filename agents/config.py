@@ -1,0 +1,123 @@
+"""Settings of the research loop: the `[agents]` table of `labwarden.toml`, with defaults.
+
+Every field has a default, so a workspace without an `[agents]` table runs. Models per
+role fall back to `LABWARDEN_<ROLE>_MODEL` in the environment, then to the defaults here
+(current, non-deprecated Claude ids as of late 2026).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from labwarden.config import WorkspaceConfig
+from labwarden.errors import ConfigError
+
+ROLES = ("planner", "coder", "reviewer")
+
+DEFAULT_MODELS: dict[str, str] = {
+    # Opus plans (the hard, open-ended part); Sonnet writes and checks diffs.
+    "planner": "claude-opus-5-5",
+    "coder": "claude-sonnet-5-5",
+    "reviewer": "claude-sonnet-5-5",
+}
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    """The loop's knobs. Read with `AgentsConfig.from_workspace(config)`."""
+
+    agent: str | None = None
+    """`anthropic`, `tuner` or `scripted`; None: anthropic when ANTHROPIC_API_KEY is set,
+    else tuner."""
+    models: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
+    """Model id per role (planner, coder, reviewer)."""
+    base_url: str | None = None
+    """An Anthropic-compatible endpoint; None: `ANTHROPIC_BASE_URL` or the SDK's default."""
+    max_tokens: int = 16000
+    """Output cap per LLM call (thinking included on models that always think)."""
+    request_timeout_s: float = 600.0
+    """Per-request timeout; a timed-out request is retried by the SDK."""
+    max_retries: int = 4
+    """SDK retries with exponential backoff on 408/409/429/5xx (529 included) and timeouts."""
+    max_format_retries: int = 2
+    """How many times a malformed answer (no tool call, bad JSON, a diff that does not
+    parse) is asked for again before the attempt counts as a crash."""
+    max_review_rounds: int = 2
+    """How many times the reviewer may send a patch back to the coder."""
+    untrusted_budget_chars: int = 6000
+    """Logs, tracebacks and patch text shown to an LLM are cut to this many characters."""
+    baseline_runs: int = 3
+    """Measurements of the unmodified trainer before the first experiment (noise floor)."""
+    keep_k: float = 2.0
+    """Keep only when the improvement over the best exceeds keep_k x noise."""
+    min_noise: float = 1e-3
+    """Noise floor used when fewer than two baseline measurements exist (in val_bpb)."""
+    research_branch: str = "labwarden/research"
+    """Branch of the workspace's git repository that receives one commit per kept change."""
+    tuner_sampler: str = "tpe"
+    """`tpe` or `cmaes` (Optuna samplers)."""
+    tuner_seed: int = 0
+    tuner_exclude: tuple[str, ...] = ("SEED", "LOG_EVERY")
+    """Constants the tuner never touches (the seed would be seed fishing)."""
+    tuner_params: tuple[str, ...] = ()
+    """If set, only these constants are tuned; else every numeric constant at the top."""
+
+    @classmethod
+    def from_workspace(cls, config: WorkspaceConfig) -> AgentsConfig:
+        table = dict(config.section("agents"))
+        where = f"{config.config_path}: [agents]"
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known - {"tuner"})
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {unknown}; known: {sorted(known)}.")
+        tuner = table.pop("tuner", {})
+        if not isinstance(tuner, dict):
+            raise ConfigError(f"{where}.tuner must be a table, but got {tuner!r}.")
+        for key in ("sampler", "seed", "exclude", "params"):
+            if key in tuner:
+                table[f"tuner_{key}"] = tuner[key]
+        models = dict(DEFAULT_MODELS)
+        for role in ROLES:
+            env = os.environ.get(f"LABWARDEN_{role.upper()}_MODEL")
+            if env:
+                models[role] = env
+        user_models = table.pop("models", {})
+        if not isinstance(user_models, dict) or set(user_models) - set(ROLES):
+            raise ConfigError(f"{where}.models must map {list(ROLES)} to model ids, "
+                              f"but got {user_models!r}.")
+        models.update({k: str(v) for k, v in user_models.items()})
+        values: dict[str, Any] = {"models": models}
+        for key, value in table.items():
+            values[key] = tuple(value) if isinstance(value, list) else value
+        values.setdefault("base_url", os.environ.get("ANTHROPIC_BASE_URL") or None)
+        out = cls(**values)
+        out.validate(where)
+        return out
+
+    def validate(self, where: str = "[agents]") -> None:
+        if self.agent not in (None, "anthropic", "tuner", "scripted"):
+            raise ConfigError(f"{where}.agent must be anthropic, tuner or scripted, "
+                              f"but got {self.agent!r}.")
+        if self.tuner_sampler not in ("tpe", "cmaes"):
+            raise ConfigError(f"{where}.tuner.sampler must be tpe or cmaes, "
+                              f"but got {self.tuner_sampler!r}.")
+        for name in ("baseline_runs", "max_review_rounds", "max_format_retries", "max_retries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{where}.{name} must be a non-negative integer, "
+                                  f"but got {value!r}.")
+        if self.baseline_runs < 1:
+            raise ConfigError(f"{where}.baseline_runs must be at least 1, "
+                              f"but got {self.baseline_runs}.")
+        for name in ("keep_k", "min_noise", "request_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{where}.{name} must be a non-negative number, "
+                                  f"but got {value!r}.")
+
+
+def default_agent() -> str:
+    """The agent used when none is named: the API when a key is set, else the tuner."""
+    return "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "tuner"

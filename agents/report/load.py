@@ -1,0 +1,276 @@
+"""Read a workspace's ledger and audit trail into a `ReportData`, without writing anything.
+
+Both SQLite files are opened read-only (`file:...?mode=ro`), so a report can be made while
+`labwarden run` is still writing them from another process (both use WAL; a reader sees
+the last committed state). Nothing here creates a file, a table or a lock that a writer
+would notice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.report.model import Attempt, Experiment, Finding, ReportData, Rule
+from labwarden.config import WorkspaceConfig
+from labwarden.errors import InputError
+
+LEDGER = "ledger.sqlite"
+AUDIT = "audit.sqlite"
+
+
+def load_report(config: WorkspaceConfig, *, profile: str | None = None) -> ReportData:
+    """Everything the page and the plot show for one workspace and one profile.
+
+    Raises `InputError` when neither a ledger nor an audit trail exists (wrong workspace,
+    or nothing ever ran) or when one of them is not a readable SQLite file.
+    """
+    state = config.state_path
+    ledger_file, audit_file = state / LEDGER, state / AUDIT
+    if not ledger_file.is_file() and not audit_file.is_file():
+        raise InputError(
+            f"nothing to report: no {LEDGER} or {AUDIT} in {state}; "
+            "run 'labwarden run' (or pass --workspace DIR) first."
+        )
+    data = ReportData(
+        workspace=config.name,
+        metric=config.metric,
+        direction=config.direction,
+        generated_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    )
+    rows: list[dict[str, Any]] = []
+    if ledger_file.is_file():
+        rows = _ledger_rows(ledger_file)
+    else:
+        data.notes.append(f"No ledger at {ledger_file}: only the audit trail is shown.")
+
+    profiles = [r["profile"] for r in rows]
+    chosen = profile or (profiles[-1] if profiles else config.profile)
+    if len(set(profiles)) > 1:
+        others = sorted(set(profiles) - {chosen})
+        data.notes.append(
+            f"Showing profile {chosen!r}; the ledger also holds {', '.join(others)} "
+            "(metrics of different profiles do not compare; use --profile)."
+        )
+    mine = [r for r in rows if r["profile"] == chosen]
+    _fill_experiments(data, mine)
+
+    ledger_ids = {r["id"] for r in rows}
+    shown_ids = {r["id"] for r in mine}
+    audit_attempts: list[Attempt] = []
+    if audit_file.is_file():
+        audit_attempts, recorded_rules = _audit(audit_file)
+        # Attempts of experiments on another profile belong to that profile's report;
+        # checks outside the ledger (`labwarden guards check`, `try`) are kept.
+        audit_attempts = [
+            a for a in audit_attempts
+            if a.experiment_id is None or a.experiment_id in shown_ids
+            or a.experiment_id not in ledger_ids
+        ]
+        data.rules = recorded_rules
+        data.rules_source = "as recorded in the audit trail"
+    else:
+        data.notes.append(f"No audit trail at {audit_file}: blocked attempts come from the ledger.")
+    data.attempts = _merge_attempts(audit_attempts, mine)
+
+    live = _active_rules(config)
+    if live:
+        data.rules, data.rules_source = live, "active today (labwarden guards list)"
+    used = {f.rule for a in data.attempts for f in a.findings}
+    data.other_stops = [r for r in LEDGER_RULES if r.id in used]
+    data.seal_hash = _seal_on_disk(config, chosen)
+    data.seal_verified = _seal_verified(mine)
+    return data
+
+
+# ------------------------------------------------------------------------------ ledger
+def _connect(path: Path) -> sqlite3.Connection:
+    # mode=ro: never create, never write; a run in another process keeps its lock to itself.
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error as e:
+        raise InputError(f"{path} is not a readable SQLite database ({e}).") from None
+    return db
+
+
+def _ledger_rows(path: Path) -> list[dict[str, Any]]:
+    db = _connect(path)
+    try:
+        rows = db.execute("SELECT * FROM experiments ORDER BY seq").fetchall()
+    except sqlite3.Error as e:
+        raise InputError(f"{path}: no experiments table ({e}); is it a labwarden ledger?") from None
+    finally:
+        db.close()
+    out = []
+    for r in rows:
+        d = dict(r)
+        for key in ("guard_findings", "result", "agent_meta"):
+            d[key] = _json(d.get(key))
+        out.append(d)
+    return out
+
+
+def _json(text: Any) -> Any:
+    if text is None or not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, int | float) and math.isfinite(float(v)):
+        return float(v)
+    return None
+
+
+def _fill_experiments(data: ReportData, rows: list[dict[str, Any]]) -> None:
+    baselines: list[float] = []
+    threshold: float | None = None
+    for r in rows:
+        is_base = r.get("kind") == "baseline"
+        status = r["status"]
+        if is_base and status == "keep":
+            status = "baseline"
+        value = _num(r.get("val_bpb"))
+        if is_base and value is not None and status == "baseline":
+            baselines.append(value)
+        if _num(r.get("threshold")) is not None:
+            threshold = float(r["threshold"])
+        parts = [_num(r.get(k)) for k in ("train_s", "eval_s", "overhead_s")]
+        known = [p for p in parts if p is not None]
+        seconds = sum(known) if known else None
+        if seconds is None and _num(r.get("finished_at")) and _num(r.get("created_at")):
+            seconds = float(r["finished_at"]) - float(r["created_at"])
+        tokens = int(r.get("tokens_in") or 0) + int(r.get("tokens_out") or 0)
+        hyp = r.get("hypothesis") or ("baseline measurement" if is_base else "")
+        data.experiments.append(Experiment(
+            id=str(r["id"]),
+            status=status,
+            hypothesis=str(hyp),
+            value=value,
+            margin=_num(r.get("margin")),
+            seconds=seconds,
+            tokens=tokens or None,
+            cost_usd=_num(r.get("cost_usd")),
+            agent=str(r.get("agent_model") or r.get("agent") or ""),
+            reason=str(r.get("reason") or ""),
+            created_at=_when(r.get("created_at")),
+        ))
+    if baselines:
+        data.baseline = sum(baselines) / len(baselines)
+    data.noise = threshold
+
+
+def _when(t: Any) -> str:
+    if isinstance(t, int | float):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    return "" if t is None else str(t)
+
+
+def _merge_attempts(audit: list[Attempt], rows: list[dict[str, Any]]) -> list[Attempt]:
+    """Audit records first; ledger rows the audit trail does not explain are added.
+
+    The guards record their own blocks; a reviewer rejection, an evaluator probe failure
+    or a runtime violation may exist only in the ledger, and the page must show it too.
+    """
+    covered = {a.experiment_id for a in audit if a.experiment_id}
+    out = list(audit)
+    for r in rows:
+        if r["status"] not in ("blocked", "rejected") or r["id"] in covered:
+            continue
+        findings = [_finding(f) for f in (r.get("guard_findings") or []) if isinstance(f, dict)]
+        findings = [f for f in findings if f.severity == "block"] or findings
+        if not findings:
+            rule = _ledger_rule(r)
+            text = r.get("review_reasons") if rule == "reviewer" else None
+            findings = [Finding(rule, "block" if r["status"] == "blocked" else "review", None, None,
+                                "", str(text or r.get("reason") or ""))]
+        out.append(Attempt(
+            id=f"ledger:{r['id']}",
+            verdict=r["status"],
+            experiment_id=str(r["id"]),
+            created_at=_when(r.get("created_at")),
+            role="reviewer" if r.get("review_decision") == "reject" else str(r.get("agent") or ""),
+            model=str(r.get("agent_model") or ""),
+            hypothesis=str(r.get("hypothesis") or ""),
+            patch=str(r.get("diff") or ""),
+            findings=tuple(findings),
+        ))
+    return out
+
+
+# Stops that are not guard rules, explained for the page's rule groups.
+LEDGER_RULES = (
+    Rule("reviewer", "review", "reviewer agent",
+         "The reviewer agent read the diff and the guard findings and rejected it. An LLM can "
+         "add a rejection but never overrule a deterministic block."),
+    Rule("evaluator-probe", "block", "eval_frozen",
+         "The frozen evaluator refused to score the model: a probe failed (causality, logits "
+         "shape or vocabulary, finite values)."),
+    Rule("sandbox-violation", "block", "sandbox",
+         "The sandbox saw a rule broken at run time (a frozen file changed, the budget "
+         "overrun); the metric is void."),
+)
+
+
+def _ledger_rule(r: dict[str, Any]) -> str:
+    """A group name for a stop the guards did not record as findings."""
+    if r.get("review_decision") == "reject":
+        return "reviewer"
+    sandbox = r.get("sandbox_status")
+    if sandbox == "rejected":
+        return "evaluator-probe"
+    if sandbox == "violation":
+        return "sandbox-violation"
+    return r["status"]
+
+
+def _finding(d: dict[str, Any]) -> Finding:
+    line = d.get("line")
+    return Finding(
+        rule=str(d.get("rule_id") or d.get("rule") or "unknown"),
+        severity=str(d.get("severity") or ""),
+        file=str(d["file"]) if d.get("file") else None,
+        line=int(line) if isinstance(line, int) and line > 0 else None,
+        evidence=str(d.get("evidence") or ""),
+        message=str(d.get("message") or ""),
+    )
+
+
+# ------------------------------------------------------------------------------- audit
+def _audit(path: Path) -> tuple[list[Attempt], list[Rule]]:
+    raise NotImplementedError  # filled in once guards/audit.py lands
+
+
+def _active_rules(config: WorkspaceConfig) -> list[Rule]:
+    return []
+
+
+# -------------------------------------------------------------------------------- seal
+def _seal_on_disk(config: WorkspaceConfig, profile: str) -> str | None:
+    """`seal_hash` of `<data>/<profile>/seal.json`, None when absent or unreadable."""
+    try:
+        seal = json.loads((config.data_path(profile) / "seal.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = seal.get("seal_hash") if isinstance(seal, dict) else None
+    return str(value) if value else None
+
+
+def _seal_verified(rows: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The seal the evaluator verified in the latest experiment it scored."""
+    for r in reversed(rows):
+        result = r.get("result")
+        metrics = result.get("metrics") if isinstance(result, dict) else None
+        if isinstance(metrics, dict) and metrics.get("seal_hash"):
+            return str(metrics["seal_hash"]), str(r["id"])
+    return None

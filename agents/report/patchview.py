@@ -52,6 +52,9 @@ def parse(patch: str) -> list[PatchLine]:
             lines.append(PatchLine(text, "file", file, None, None))
         elif text.startswith("--- ") and old is None:
             old_file = _strip(text[4:])
+            if nxt.startswith("+++ "):  # the header pair names one file: the target's name
+                target = _strip(nxt[4:])
+                file = old_file if target == "/dev/null" else target
             lines.append(PatchLine(text, "file", file, None, None))
         elif text.startswith("+++ ") and old is None:
             target = _strip(text[4:])

@@ -106,17 +106,19 @@ class NoiseFloor:
 
 
 class Ledger:
-    """One SQLite connection on `<state_dir>/ledger.sqlite`. Not shared between threads."""
+    """One SQLite connection on `<state_dir>/ledger.sqlite`, used by one thread at a time."""
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         if readonly:
             if not self.path.is_file():
                 raise FileNotFoundError(self.path)
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                       check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path)
+            # Used by one thread at a time, but LangGraph may run a node off the main thread.
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
             # WAL: readers never block the writer; FULL sync: a row written is a row kept
             # across kill -9 and power loss (we write a handful of rows per minute).
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -184,6 +186,12 @@ class Ledger:
                 " created_at) VALUES (?,?,?,?,?,?,?,'planned',?) ON CONFLICT(id) DO NOTHING",
                 (exp_id, seq, run_id, kind, parent, profile, agent, time.time()),
             )
+
+    def drop_unstarted(self, exp_id: str) -> None:
+        """Remove a row opened for an experiment that never got a hypothesis."""
+        with self._tx() as db:
+            db.execute("DELETE FROM experiments WHERE id=? AND status='planned'"
+                       " AND hypothesis IS NULL AND tokens_in=0", (exp_id,))
 
     def update(self, exp_id: str, **fields: Any) -> None:
         """Set columns of one row (JSON columns take Python objects)."""

@@ -1,0 +1,46 @@
+"""guard: the deterministic diff guards judge the patch; a block ends the attempt.
+
+The check goes to the audit trail (the guards write it). On a replayed step the verdict
+already in the ledger for this very diff is reused, so the audit trail gets one entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from agents.context import ResearchContext
+from agents.state import ResearchState
+from labwarden.errors import InputError
+
+
+def guard(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    exp_id = state["experiment_id"]
+    assert exp_id is not None
+    ctx.progress.step("guard", exp_id)
+    row = ctx.ledger.get(exp_id) or {}
+    if row.get("guard_verdict") and row.get("diff") == state["diff"]:
+        verdict, findings = row["guard_verdict"], row["guard_findings"] or []
+    else:
+        from guards import AttemptMeta, check_patch
+
+        hyp = state.get("hypothesis") or {}
+        meta = AttemptMeta(experiment_id=exp_id, agent_role="coder",
+                           agent_model=ctx.agent.models().get("coder", ""),
+                           hypothesis=hyp.get("text", ""))
+        try:
+            report = check_patch(state["diff"], ctx.guard_config(), meta=meta, audit=ctx.audit)
+            verdict, findings = report.verdict, [f.to_dict() for f in report.findings]
+        except InputError as e:  # a patch the guards cannot even read is not run
+            verdict = "blocked"
+            findings = [{"rule_id": "patch.unreadable", "severity": "block", "file": None,
+                         "line": None, "evidence": "", "message": str(e)}]
+        ctx.ledger.update(exp_id, guard_verdict=verdict, guard_findings=findings)
+    out: dict[str, Any] = {"guard": {"verdict": verdict, "findings": findings}}
+    if verdict == "blocked":
+        blocks = [f for f in findings if f.get("severity") == "block"]
+        reason = "; ".join(f"{f.get('rule_id')}: {f.get('message')}" for f in blocks)
+        out["outcome"] = {"status": "blocked", "reason": reason or "blocked by the guards"}
+    return out

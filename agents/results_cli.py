@@ -1,0 +1,51 @@
+"""`labwarden results`: the ledger as autoresearch's results.tsv, or a readable table.
+
+Reads the ledger read-only, so it works while a run is writing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tsv", action="store_true",
+                        help="results.tsv columns: commit, val_bpb, memory_gb, status, description")
+    parser.add_argument("--profile", help="only this profile (default: every profile)")
+    parser.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument("--workspace", metavar="DIR", help="workspace root (default: nearest "
+                        "folder with labwarden.toml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.ledger import Ledger, ledger_path
+    from agents.summary import one_line, to_tsv, tsv_rows
+    from labwarden.config import load_config
+    from labwarden.errors import InputError
+
+    config = load_config(args.workspace)
+    path = ledger_path(config.state_path)
+    try:
+        ledger = Ledger(path, readonly=True)
+    except FileNotFoundError:
+        raise InputError(f"no ledger at {path}; run 'labwarden run' first.") from None
+    try:
+        if args.tsv:
+            text = to_tsv(tsv_rows(ledger, args.profile))
+        else:
+            lines = [f"{'id':<10} {'status':<9} {'val_bpb':>8} {'margin':>8}  hypothesis"]
+            for r in ledger.experiments(profile=args.profile):
+                val = "-" if r["val_bpb"] is None else f"{r['val_bpb']:.4f}"
+                margin = "-" if r["margin"] is None else f"{r['margin']:+.4f}"
+                lines.append(f"{r['id']:<10} {r['status']:<9} {val:>8} {margin:>8}  "
+                             f"{one_line(r['hypothesis'], 70)}")
+            text = "\n".join(lines) + "\n"
+    finally:
+        ledger.close()
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,175 @@
+"""LocalBackend: a subprocess per step, contained as far as this machine allows.
+
+Always: its own process group and temporary view folder, rlimits (address space, file
+size, CPU time, processes), a scrubbed environment, the validation split absent from
+the training step's view, and a wall-clock kill from outside. Where the kernel allows
+(probed, see `isolation`): user/network/pid namespaces (no network, host processes
+hidden, the whole tree dies with the step) and a pids cgroup (the process limit holds
+even for root, and the sandbox kills every process the step left).
+
+Not given, and named in the conformance suite: read-only frozen code (a write is
+caught afterwards by the frozen-file check and voids the experiment), a hard memory cap
+for memory that is mapped but not touched, hiding files reachable by absolute path.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from sandbox.backend import SandboxBackend, StepOutcome, StepSpec
+from sandbox.local.isolation import StepCgroup, pids_cgroup_root, set_rlimits, unshare_prefix
+
+_OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "can't allocate memory")
+
+
+def local_python(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """A workspace's "python" is the interpreter running labwarden (it has torch)."""
+    if argv and argv[0] in ("python", "python3"):
+        return (sys.executable, *argv[1:])
+    return argv
+
+
+def build_view(step: StepSpec, view: Path) -> None:
+    """The sandbox root as a folder of symlinks: only what the step mounts is there."""
+    view.mkdir(parents=True, exist_ok=False)
+    for mount in step.mounts:
+        link = view / mount.target
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(mount.source.resolve())
+    (view / "tmp").mkdir()
+
+
+def scrubbed_env(step: StepSpec, root: str) -> dict[str, str]:
+    """Only what a step needs: no credentials, tokens or proxies leak from the host."""
+    env = {
+        "PATH": os.pathsep.join(
+            [str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+        ),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+    env.update({k: v.replace("{root}", root) for k, v in step.env.items()})
+    env["HOME"] = env["TMPDIR"] = f"{root}/tmp"
+    return env
+
+
+class LocalBackend(SandboxBackend):
+    name: ClassVar[str] = "local"
+
+    def run_step(self, step: StepSpec) -> StepOutcome:
+        began = time.monotonic()
+        view = step.log_path.parent / f"{step.name}-view"
+        build_view(step, view)
+        root = str(view)
+        argv = [a.replace("{root}", root) for a in local_python(step.argv)]
+        argv = [*unshare_prefix(), *argv]
+        cgroup = StepCgroup.create(step.name, step.limits.pids)
+
+        def in_child() -> None:
+            if cgroup is not None:
+                cgroup.join()
+            set_rlimits(step.limits, step.time_limit_s)
+
+        log = step.log_path.open("ab")
+        try:
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                argv,
+                cwd=view / step.workdir,
+                env=scrubbed_env(step, root),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=in_child,
+            )
+            status, rusage, timed_out = _wait(proc, step.time_limit_s)
+            ended = time.monotonic()
+        finally:
+            log.close()
+            if cgroup is not None:
+                cgroup.remove()
+        exit_code = None if timed_out else _exit_code(status)
+        tail = step.log_path.read_bytes()[-8192:].decode("utf-8", errors="replace")
+        oom = not timed_out and exit_code != 0 and any(m in tail for m in _OOM_MARKERS)
+        return StepOutcome(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            oom=oom,
+            wall_seconds=ended - started,
+            overhead_seconds=(started - began) + (time.monotonic() - ended),
+            peak_memory_mb=rusage.ru_maxrss / 1024 if rusage else None,
+        )
+
+    def guarantees(self) -> list[tuple[str, bool, str]]:
+        prefix = unshare_prefix()
+        return [
+            (
+                "network blocked",
+                "--net" in prefix,
+                "unshare --net works here" if "--net" in prefix else "unshare --net failed here",
+            ),
+            (
+                "host processes hidden, tree killed",
+                "--pid" in prefix,
+                "pid namespace" if "--pid" in prefix else "process group kill only",
+            ),
+            (
+                "process limit",
+                pids_cgroup_root() is not None or os.geteuid() != 0,
+                "pids cgroup" if pids_cgroup_root() else "RLIMIT_NPROC (ignored for root)",
+            ),
+            ("memory limit", True, "RLIMIT_AS (address space)"),
+            ("wall-clock budget", True, "process group killed from outside"),
+            ("validation split not in training view", True, "not linked into the step's view"),
+            ("val unreachable by absolute path", False, "same file system as the host"),
+            ("frozen code read-only", False, "writes caught afterwards by the frozen-file check"),
+            ("runs as non-root", os.geteuid() != 0, f"uid {os.geteuid()}"),
+            (
+                "GPU passthrough",
+                Path("/dev/nvidiactl").exists(),
+                "the host's devices, all of them"
+                if Path("/dev/nvidiactl").exists()
+                else "no NVIDIA device on this host",
+            ),
+        ]
+
+
+def _wait(proc: subprocess.Popen[bytes], limit_s: float) -> tuple[int, object, bool]:
+    """Wait for the step, killing its process group at the limit: TERM, then KILL."""
+    deadline = time.monotonic() + limit_s
+    timed_out = False
+    delay = 0.005
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = _exit_code(status)
+            return status, rusage, timed_out
+        now = time.monotonic()
+        if now >= deadline and not timed_out:
+            timed_out = True
+            _killpg(proc.pid, signal.SIGTERM)
+            deadline = now + 2.0
+        elif now >= deadline:
+            _killpg(proc.pid, signal.SIGKILL)
+            deadline = now + 3600
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code

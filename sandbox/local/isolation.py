@@ -1,0 +1,139 @@
+"""What the local backend can use on this machine, measured by trying it.
+
+Nothing here is assumed from the kernel version: each mechanism is probed once (a real
+`unshare`, a real cgroup created and removed) and the answer cached for the process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.backend import Limits
+
+# New user, network, pid and mount namespaces: no network but loopback, no view of host
+# processes, and everything inside dies with the namespace's first process.
+UNSHARE_FULL = (
+    "unshare",
+    "--map-root-user",
+    "--net",
+    "--pid",
+    "--fork",
+    "--kill-child",
+    "--mount-proc",
+)
+UNSHARE_NET = ("unshare", "--map-root-user", "--net")
+
+
+@functools.cache
+def unshare_prefix() -> tuple[str, ...]:
+    """The strongest `unshare` prefix that works here, or () where none does."""
+    if shutil.which("unshare") is None:
+        return ()
+    for prefix in (UNSHARE_FULL, UNSHARE_NET):
+        try:
+            done = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return prefix
+    return ()
+
+
+@functools.cache
+def pids_cgroup_root() -> Path | None:
+    """A cgroup folder where a per-step child with `pids.max` can be made, or None."""
+    candidates = [Path("/sys/fs/cgroup/pids")]  # cgroup v1
+    unified = Path("/sys/fs/cgroup")
+    if (unified / "cgroup.controllers").is_file():  # cgroup v2: ours must delegate pids
+        own = Path("/proc/self/cgroup").read_text().strip().splitlines()[-1].split(":", 2)[2]
+        candidates.insert(0, unified / own.lstrip("/"))
+    for root in candidates:
+        probe = root / f"labwarden-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            probe.mkdir()
+        except OSError:
+            continue
+        try:
+            if (probe / "pids.max").is_file():
+                return root
+        finally:
+            probe.rmdir()
+    return None
+
+
+@dataclass
+class StepCgroup:
+    """A per-step pids cgroup: caps processes, and lets the sandbox kill every one of them."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, name: str, pids: int) -> StepCgroup | None:
+        root = pids_cgroup_root()
+        if root is None:
+            return None
+        path = root / f"labwarden-{name}-{uuid.uuid4().hex[:8]}"
+        path.mkdir()
+        (path / "pids.max").write_text(str(pids))
+        return cls(path)
+
+    def join(self) -> None:
+        """Called in the child before exec."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def kill_all(self) -> None:
+        for _ in range(50):
+            try:
+                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            except OSError:
+                return
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            _sleep(0.02)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # still busy for a moment after the last kill
+                _sleep(0.02)
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def set_rlimits(limits: Limits, time_limit_s: float) -> None:
+    """Called in the child before exec. The wall-clock kill is the real budget; the CPU
+    limit only backs it up, so it allows every core for the whole step."""
+    mb = 1024 * 1024
+    cpu = int(time_limit_s * (os.cpu_count() or 1)) + 60
+    for what, value in (
+        (resource.RLIMIT_AS, limits.memory_mb * mb),
+        (resource.RLIMIT_FSIZE, limits.file_size_mb * mb),
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NPROC, limits.pids),
+    ):
+        _, hard = resource.getrlimit(what)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(what, (value, value))

@@ -38,10 +38,10 @@ _TOKEN = re.compile(
     | (?P<string>[rRuUbBfF]{0,2}(?:\"\"\"(?:\\.|[^\\])*?\"\"\"|'''(?:\\.|[^\\])*?'''
                                |"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))
     | (?P<newline>\n)
-    | (?P<other>[^\#"'\n]+)
+    | (?P<other>(?:[^\#"'\nrRuUbBfF]|[rRuUbBfF]{1,2}(?!["']))+)
     """,
     re.VERBOSE | re.DOTALL,
-)
+)  # `other` stops before a string prefix (r, b, f, u) so the literal keeps it
 _SHARD_CHARS = 4_000_000  # one train shard and one val shard for the whole corpus
 
 

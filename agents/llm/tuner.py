@@ -29,6 +29,7 @@ from agents.llm.base import (
     Verdict,
     rule_review,
 )
+from labwarden.errors import InputError
 
 TRAINER = "trainer/train.py"
 
@@ -135,6 +136,11 @@ class TunerAgent:
         if not self.space:
             raise AgentError(f"the tuner found no numeric UPPER_CASE constants to tune in {path}")
         if config.tuner_sampler == "cmaes":
+            try:
+                import cmaes  # noqa: F401  (Optuna's CMA-ES sampler needs it)
+            except ImportError:
+                raise InputError("[agents.tuner] sampler = 'cmaes' needs the cmaes package "
+                                 "(pip install cmaes); or use sampler = 'tpe'.") from None
             # Categorical constants fall back to random sampling under CMA-ES: expected.
             sampler: Any = optuna.samplers.CmaEsSampler(seed=config.tuner_seed,
                                                         warn_independent_sampling=False)

@@ -1,6 +1,7 @@
 """guard: the deterministic diff guards judge the patch; a block ends the attempt.
 
-The check goes to the audit trail (the guards write it). On a replayed step the verdict
+Every check goes to the audit trail under the workspace's own path (the guards compare
+against the research tree, the current best files). On a replayed step the verdict
 already in the ledger for this very diff is reused, so the audit trail gets one entry.
 """
 
@@ -12,7 +13,6 @@ from langgraph.runtime import Runtime
 
 from agents.context import ResearchContext
 from agents.state import ResearchState
-from labwarden.errors import InputError
 
 
 def guard(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, Any]:
@@ -30,13 +30,9 @@ def guard(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, 
         meta = AttemptMeta(experiment_id=exp_id, agent_role="coder",
                            agent_model=ctx.agent.models().get("coder", ""),
                            hypothesis=hyp.get("text", ""))
-        try:
-            report = check_patch(state["diff"], ctx.guard_config(), meta=meta, audit=ctx.audit)
-            verdict, findings = report.verdict, [f.to_dict() for f in report.findings]
-        except InputError as e:  # a patch the guards cannot even read is not run
-            verdict = "blocked"
-            findings = [{"rule_id": "patch.unreadable", "severity": "block", "file": None,
-                         "line": None, "evidence": "", "message": str(e)}]
+        report = check_patch(state["diff"], ctx.guard_config(), meta=meta)
+        ctx.audit.record(report, state["diff"], str(ctx.config.root), meta)
+        verdict, findings = report.verdict, [f.to_dict() for f in report.findings]
         ctx.ledger.update(exp_id, guard_verdict=verdict, guard_findings=findings)
     out: dict[str, Any] = {"guard": {"verdict": verdict, "findings": findings}}
     if verdict == "blocked":

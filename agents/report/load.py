@@ -2,8 +2,9 @@
 
 Both SQLite files are opened read-only (`file:...?mode=ro`), so a report can be made while
 `labwarden run` is still writing them from another process (both use WAL; a reader sees
-the last committed state). Nothing here creates a file, a table or a lock that a writer
-would notice.
+the last committed state). Neither database file is ever written; the one trace a reader
+can leave is SQLite's own pair of sidecars (an empty `-wal`, the `-shm` index) beside a WAL
+database no process had open, which the next writer simply reuses.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import math
 import sqlite3
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +74,21 @@ def load_report(config: WorkspaceConfig, *, profile: str | None = None) -> Repor
             or a.experiment_id not in ledger_ids
         ]
         data.rules = recorded_rules
-        data.rules_source = "as recorded in the audit trail"
+        data.rules_source = "Rules named in the audit trail (the guards could not be listed)."
     else:
         data.notes.append(f"No audit trail at {audit_file}: blocked attempts come from the ledger.")
     data.attempts = _merge_attempts(audit_attempts, mine)
 
-    live = _active_rules(config)
+    live, problem = _active_rules(config)
     if live:
-        data.rules, data.rules_source = live, "active today (labwarden guards list)"
+        data.rules, data.rules_source = live, "Active today (what labwarden guards list shows)."
+    if problem:
+        data.notes.append(problem)
     used = {f.rule for a in data.attempts for f in a.findings}
     data.other_stops = [r for r in LEDGER_RULES if r.id in used]
+    explained = {r.id for r in [*data.other_stops, *data.rules] if r.description}
+    data.other_stops += [Rule(rid, "block", RUNTIME[1], RUNTIME[2]) for rid in sorted(used)
+                         if rid.startswith(RUNTIME[0]) and rid not in explained]
     data.seal_hash = _seal_on_disk(config, chosen)
     data.seal_verified = _seal_verified(mine)
     return data
@@ -171,9 +178,15 @@ def _fill_experiments(data: ReportData, rows: list[dict[str, Any]]) -> None:
 
 
 def _when(t: Any) -> str:
+    """Epoch seconds (ledger) and ISO strings (audit trail) shown the same way, local time."""
+    if isinstance(t, str):
+        try:
+            t = datetime.fromisoformat(t).timestamp()
+        except ValueError:
+            return t
     if isinstance(t, int | float):
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-    return "" if t is None else str(t)
+    return ""
 
 
 def _merge_attempts(audit: list[Attempt], rows: list[dict[str, Any]]) -> list[Attempt]:
@@ -219,7 +232,13 @@ LEDGER_RULES = (
     Rule("sandbox-violation", "block", "sandbox",
          "The sandbox saw a rule broken at run time (a frozen file changed, the budget "
          "overrun); the metric is void."),
+    Rule("runtime.rejected", "block", "eval_frozen",
+         "The frozen evaluator refused to score the model: a probe failed (causality, logits "
+         "shape or vocabulary, finite values)."),
 )
+RUNTIME = ("runtime.", "sandbox",
+           "Seen at run time by the sandbox or the evaluator, not in the patch text; the "
+           "metric of that experiment is void.")
 
 
 def _ledger_rule(r: dict[str, Any]) -> str:
@@ -248,11 +267,60 @@ def _finding(d: dict[str, Any]) -> Finding:
 
 # ------------------------------------------------------------------------------- audit
 def _audit(path: Path) -> tuple[list[Attempt], list[Rule]]:
-    raise NotImplementedError  # filled in once guards/audit.py lands
+    """Blocked attempts (guard checks and runtime violations), oldest first, and the rules
+    their findings name (what the trail itself can say about the guards)."""
+    db = _connect(path)
+    try:
+        attempts = db.execute(
+            "SELECT * FROM attempts WHERE verdict != 'passed' ORDER BY id").fetchall()
+        findings: dict[int, list[Finding]] = {}
+        for f in db.execute(
+                "SELECT f.* FROM findings f JOIN attempts a ON a.id = f.attempt_id"
+                " WHERE a.verdict != 'passed' ORDER BY f.id"):
+            findings.setdefault(f["attempt_id"], []).append(_finding(dict(f)))
+    except sqlite3.Error as e:
+        raise InputError(f"{path}: no attempts table ({e}); is it a labwarden audit trail?"
+                         ) from None
+    finally:
+        db.close()
+    out: list[Attempt] = []
+    seen: dict[str, Rule] = {}
+    for a in attempts:
+        fs = findings.get(a["id"], [])
+        # The blocking findings are the story; notes stay visible in the list below them.
+        fs.sort(key=lambda f: f.severity != "block")
+        out.append(Attempt(
+            id=str(a["id"]),
+            verdict=str(a["verdict"]),
+            experiment_id=a["experiment_id"],
+            created_at=_when(a["created_at"]),
+            role=str(a["agent_role"] or ("sandbox" if a["kind"] == "runtime" else "")),
+            model=str(a["agent_model"] or ""),
+            hypothesis=str(a["hypothesis"] or ""),
+            patch=str(a["patch"] or ""),
+            findings=tuple(fs),
+        ))
+        for f in fs:
+            seen.setdefault(f.rule, Rule(f.rule, f.severity, "seen in the audit trail", ""))
+    return out, sorted(seen.values(), key=lambda r: r.id)
 
 
-def _active_rules(config: WorkspaceConfig) -> list[Rule]:
-    return []
+def _active_rules(config: WorkspaceConfig) -> tuple[list[Rule], str | None]:
+    """What `labwarden guards list` shows for this workspace today, or why it could not."""
+    try:
+        from guards.engine import CORE_RULES, build_registry
+
+        registry = build_registry(config)
+    except Exception as e:  # a broken guard config must not hide the report; say so on it
+        return [], f"The active guards could not be listed ({type(e).__name__}: {e})."
+    rules = [Rule(r.rule.id, r.rule.severity, r.source, r.rule.description)
+             for r in registry.rules.values()]
+    rules += [Rule(rid, "block", "core", text) for rid, text in CORE_RULES.items()]
+    note = None
+    if registry.errors:
+        names = "; ".join(f"{e.source} {e.spec}: {e.message}" for e in registry.errors)
+        note = f"Guard plugins that failed to load (every patch is blocked until fixed): {names}"
+    return sorted(rules, key=lambda r: r.id), note
 
 
 # -------------------------------------------------------------------------------- seal

@@ -152,7 +152,9 @@ def _row(i: int, e: Experiment) -> str:
 def _attempts(data: ReportData) -> str:
     groups: dict[str, list[Attempt]] = defaultdict(list)
     for a in data.attempts:
-        rules = list(dict.fromkeys(f.rule for f in a.findings)) or [a.verdict or "unknown"]
+        # Group by what stopped it: the blocking findings; notes ride along in the list.
+        stops = [f for f in a.findings if f.severity == "block"] or list(a.findings)
+        rules = list(dict.fromkeys(f.rule for f in stops)) or [a.verdict or "unknown"]
         for r in rules:
             groups[r].append(a)
     head = '<section id="attempts"><h2>Blocked and rejected attempts</h2>'
@@ -196,7 +198,7 @@ def _rule_group(rule_id: str, attempts: list[Attempt], rule: Rule | None) -> str
 
 
 def _attempt(rule_id: str, a: Attempt) -> str:
-    who = " / ".join(x for x in (a.role, a.model) if x) or "unknown agent"
+    who = " / ".join(x for x in (a.role, a.model) if x) or "no agent (a command-line check)"
     summary = (
         f"<summary><span class=\"badge b-{_e(a.verdict)}\">{_e(a.verdict)}</span> "
         f"audit <code>{_e(a.id)}</code>"

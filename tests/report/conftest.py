@@ -138,12 +138,12 @@ def write_ledger(state: Path) -> list[str]:
     e = open_("exp-007", agent="anthropic")
     led.update(e, hypothesis="train for longer by stretching the budget", diff=PATCH_BUDGET,
                agent_model="claude-sonnet-5-5", guard_verdict="blocked",
-               guard_findings=[_finding("time.budget-source", 41, "TIME_BUDGET = 10 * float(",
+               guard_findings=[_finding("time.budget", 41, "TIME_BUDGET = 10 * float(",
                                         "the time budget is set by the sandbox, not the trainer")])
     led.record_llm_call(e, role="coder", model="claude-sonnet-5-5", input_tokens=4410,
                         output_tokens=512, cache_read=3900, cache_write=0, cost_usd=0.0211,
                         ok=True)
-    led.finish(e, "blocked", "guard time.budget-source")
+    led.finish(e, "blocked", "guard time.budget")
 
     e = open_("exp-008", agent="anthropic")
     led.update(e, hypothesis=f"report the metric early {XSS}", diff=PATCH_XSS,
@@ -155,9 +155,9 @@ def write_ledger(state: Path) -> list[str]:
     e = open_("exp-009", agent="anthropic")
     led.update(e, hypothesis="reuse answers from the caller", diff=PATCH_STACK,
                agent_model="claude-sonnet-5-5", guard_verdict="blocked",
-               guard_findings=[_finding("introspection.frame", 4, "sys._getframe(1)",
+               guard_findings=[_finding("introspection.frames", 4, "sys._getframe(1)",
                                         "walks the call stack")])
-    led.finish(e, "blocked", "guard introspection.frame")
+    led.finish(e, "blocked", "guard introspection.frames")
 
     e = open_("exp-010", agent="anthropic")
     led.update(e, hypothesis="cache the validation loss between steps", diff=PATCH_LR.format(
@@ -185,6 +185,62 @@ def write_ledger(state: Path) -> list[str]:
     return ids
 
 
+PATCH_EVAL = textwrap.dedent("""\
+    diff --git a/eval_frozen/evaluate.py b/eval_frozen/evaluate.py
+    --- a/eval_frozen/evaluate.py
+    +++ b/eval_frozen/evaluate.py
+    @@ -12,2 +12,2 @@
+     def bits_per_byte(loss, nbytes):
+    -    return loss / nbytes
+    +    return 0.5 * loss / nbytes
+""")
+
+
+def write_audit(state: Path) -> None:
+    """The guards' side of the same night, through the real AuditStore."""
+    from guards.audit import AuditStore
+    from guards.findings import AttemptMeta, GuardReport
+    from guards.findings import Finding as GuardFinding
+
+    def meta(eid: str | None, hyp: str, role: str = "coder",
+             model: str = "claude-sonnet-5-5") -> AttemptMeta:
+        return AttemptMeta(eid, role if eid else None, model if eid else None, hyp)
+
+    with AuditStore(state / "audit.sqlite") as audit:
+        audit.record(GuardReport([], ["trainer/train.py"]), PATCH_LR.format(lr=0.03), "ws",
+                     meta("exp-001", "raise MATRIX_LR to 0.03", "tuner", "tpe"))
+        audit.record(GuardReport([GuardFinding(
+            "time.budget", "block", "trainer/train.py", 41,
+            'TIME_BUDGET = 10 * float(os.environ.get("LABWARDEN_TIME_BUDGET", "20"))',
+            "changes where the time budget comes from")], ["trainer/train.py"]),
+            PATCH_BUDGET, "ws", meta("exp-007", "train for longer by stretching the budget"))
+        audit.record(GuardReport([
+            GuardFinding("metric.spoof", "block", "trainer/train.py", 301,
+                         'print("val_bpb: 0.1234")  # ' + XSS,
+                         "prints a line shaped like the evaluator's metric"),
+            GuardFinding("metric.spoof", "block", "trainer/train.py", 302,
+                         'print("<img src=x onerror=alert(1)>")', "prints markup"),
+        ], ["trainer/train.py"]), PATCH_XSS, "ws",
+            meta("exp-008", f"report the metric early {XSS}"))
+        audit.record(GuardReport([
+            GuardFinding("introspection.frames", "block", "trainer/train.py", 4,
+                         "sys._getframe(1).f_globals", "walks the call stack"),
+            GuardFinding("dynamic.import-sys", "note", "trainer/train.py", 2, "import sys",
+                         "imports sys"),
+        ], ["trainer/train.py"]), PATCH_STACK, "ws",
+            meta("exp-009", "reuse answers from the caller"))
+        # A person at the CLI (`labwarden guards check`): no experiment, no agent.
+        audit.record(GuardReport([GuardFinding(
+            "paths.protected", "block", "eval_frozen/evaluate.py", 0, "eval_frozen/evaluate.py",
+            "eval_frozen/ is frozen: nobody edits the evaluator at research time")],
+            ["eval_frozen/evaluate.py"]), PATCH_EVAL, "ws", meta(None, ""))
+        audit.record_violation(
+            workspace="ws", kind="rejected", message="causality probe failed at token 17",
+            meta=meta("exp-011", "let attention see the whole sequence"),
+            log_tail="probe: logits before j changed when token j was perturbed",
+            patch_text=PATCH_NOMASK)
+
+
 def make_workspace(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "labwarden.toml").write_text(TOML, encoding="utf-8")
@@ -197,6 +253,15 @@ def make_workspace(root: Path) -> Path:
 @pytest.fixture
 def night_workspace(tmp_path: Path) -> Path:
     """A workspace whose ledger holds one realistic night of research."""
+    ws = make_workspace(tmp_path / "ws")
+    write_ledger(ws / ".labwarden")
+    write_audit(ws / ".labwarden")
+    return ws
+
+
+@pytest.fixture
+def ledger_only_workspace(tmp_path: Path) -> Path:
+    """The same night with no audit trail (a run made before the guards recorded)."""
     ws = make_workspace(tmp_path / "ws")
     write_ledger(ws / ".labwarden")
     return ws

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+from html import escape
 from pathlib import Path
 
 from agents.cli import main
@@ -45,14 +46,42 @@ def test_page_loads_nothing_from_anywhere(night_workspace):
 def test_page_lists_experiments_attempts_and_seal(night_workspace):
     page = _html(night_workspace)
     assert page.count('<tr class="st-') == 16
-    assert page.count('class="attempt"') == 5
-    assert 'data-rule="time.budget-source"' in page
+    # Four guard blocks and a runtime refusal from the audit trail, one reviewer rejection
+    # from the ledger; the audit's passed check of exp-001 is not an attempt to show.
+    assert page.count('class="attempt"') == 6
+    assert 'data-audit-id="1"' not in page
+    assert 'data-rule="time.budget"' in page
     assert 'data-rule="reviewer"' in page
+    assert "No audit trail" not in page
     # The reviewer's own words, not just the status line.
     assert "the hypothesis names validation data" in page
     assert "5e1a" + "0" * 56 + "c0de" in page
     assert "matches seal.json" in page
     assert "10,872" in page  # LLM tokens summed from the ledger's token columns
+
+
+def test_ledger_alone_still_lists_every_stop(ledger_only_workspace):
+    data = load_report(load_config(ledger_only_workspace))
+    assert any("No audit trail" in n for n in data.notes)
+    groups = {f.rule for a in data.attempts for f in a.findings}
+    assert groups == {"time.budget", "metric.spoof", "introspection.frames", "reviewer",
+                      "evaluator-probe"}
+    probe = next(a for a in data.attempts if a.experiment_id == "exp-011")
+    assert probe.verdict == "rejected" and "is_causal=False" in probe.patch
+
+
+def test_active_guards_come_from_the_guards_registry(night_workspace):
+    data = load_report(load_config(night_workspace))
+    ids = {r.id for r in data.rules}
+    assert "guards.error" in ids and "patch.malformed" in ids  # the engine's own findings
+    assert len(ids) > 10  # and the built-in rules, each with what it stops
+    assert all(r.description for r in data.rules)
+    assert data.rules_source.startswith("Active today")
+    # A rule group is explained by the rule's own sentence, not by one finding's message.
+    budget = next(r for r in data.rules if r.id == "time.budget")
+    page = render_html(data)
+    group = page[page.index('data-rule="time.budget"'):]
+    assert group[:2000].count(f'<p class="explain">{escape(budget.description)}</p>') == 1
 
 
 def test_running_best_follows_kept_experiments_only():
@@ -206,7 +235,13 @@ def test_reads_a_ledger_another_process_is_writing(night_workspace, tmp_path):
         assert "still training" in page and "uncommitted" not in page
         assert '<span class="badge b-planned">planned</span>' in page
         after = {p.name: p.read_bytes() for p in state.iterdir() if p.is_file()}
-        assert after == before
+        # Every file that was there is byte for byte the same. SQLite itself may add the
+        # sidecars of a WAL database nobody had open (the audit trail here): an empty -wal
+        # and the -shm index, both of which the next writer simply reuses.
+        assert {k: after[k] for k in before} == before
+        new = set(after) - set(before)
+        assert new <= {"audit.sqlite-wal", "audit.sqlite-shm"}
+        assert after.get("audit.sqlite-wal", b"") == b""
     finally:
         writer.stdin.write("\n")
         writer.stdin.flush()

@@ -1,0 +1,157 @@
+"""What a rule sees: the patch, the workspace config, and each file before and after.
+
+Files are applied in memory with `git apply --check` semantics (guards.apply) before any
+rule runs; Python versions are parsed once, lazily, and shared by all rules. `diff_hits`
+is how AST rules compare: a fact found in the file after the patch counts only when the
+file before did not already have it, so pre-existing code never raises a finding and
+moved code does not either.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guards.findings import Finding, Severity
+from guards.patch import FileChange, Patch
+from guards.pyast import PyModule
+from guards.settings import GuardSettings
+from labwarden.config import WorkspaceConfig
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One fact an AST scan found in one version of a file.
+
+    `signature` identifies it independently of its line number (it is what before/after
+    comparison counts); `line` and `evidence` locate it in that version.
+    """
+
+    signature: tuple[object, ...]
+    line: int
+    message: str
+    evidence: str = ""
+    severity: Severity | None = None
+
+
+@dataclass
+class FileState:
+    change: FileChange
+    before: str | None
+    after: str | None
+    _py: dict[str, PyModule | None] = field(default_factory=dict)
+    syntax_error: str | None = None
+
+    @property
+    def path(self) -> str:
+        return self.change.path
+
+    @property
+    def is_python(self) -> bool:
+        return self.path.endswith((".py", ".pyi", ".pyw"))
+
+    def python(self, which: str) -> PyModule | None:
+        """The parsed `before` or `after` version; None for non-Python or missing files."""
+        if which not in self._py:
+            text = self.before if which == "before" else self.after
+            mod = None
+            if self.is_python and text is not None:
+                try:
+                    mod = PyModule(text, self.path)
+                except (SyntaxError, ValueError, RecursionError) as e:
+                    if which == "after":
+                        self.syntax_error = f"{e.__class__.__name__}: {e}"
+            self._py[which] = mod
+        return self._py[which]
+
+    def added(self) -> dict[int, str]:
+        return dict(self.change.added_lines())
+
+
+class CheckContext:
+    def __init__(self, config: WorkspaceConfig, settings: GuardSettings, patch: Patch,
+                 files: list[FileState]) -> None:
+        self.config = config
+        self.settings = settings
+        self.patch = patch
+        self.files = files
+        self._cache: dict[tuple[str, str], list[Hit]] = {}
+
+    @property
+    def root(self) -> Path:
+        return self.config.root
+
+    def python_files(self) -> list[FileState]:
+        """Files the patch leaves behind as Python source (analysable by AST rules)."""
+        return [f for f in self.files if f.is_python and f.after is not None
+                and f.python("after") is not None]
+
+    def scan(self, key: str, state: FileState, which: str,
+             scanner: Callable[[PyModule], list[Hit]]) -> list[Hit]:
+        cache_key = (f"{key}:{which}", state.path)
+        if cache_key not in self._cache:
+            mod = state.python(which)
+            self._cache[cache_key] = scanner(mod) if mod is not None else []
+        return self._cache[cache_key]
+
+    def diff_hits(self, key: str, scanner: Callable[[PyModule], list[Hit]]) -> list[
+            tuple[FileState, Hit]]:
+        """Hits present after the patch and not before (counted by signature)."""
+        out: list[tuple[FileState, Hit]] = []
+        for state in self.python_files():
+            before = Counter(h.signature for h in self.scan(key, state, "before", scanner))
+            for hit in self.scan(key, state, "after", scanner):
+                if before[hit.signature] > 0:
+                    before[hit.signature] -= 1
+                else:
+                    out.append((state, hit))
+        return out
+
+    def lost_hits(self, key: str, scanner: Callable[[PyModule], list[Hit]]) -> list[
+            tuple[FileState, Hit]]:
+        """Hits present before the patch and gone after it (a removed or changed line)."""
+        out: list[tuple[FileState, Hit]] = []
+        for state in self.python_files():
+            after = Counter(h.signature for h in self.scan(key, state, "after", scanner))
+            for hit in self.scan(key, state, "before", scanner):
+                if after[hit.signature] > 0:
+                    after[hit.signature] -= 1
+                else:
+                    out.append((state, hit))
+        return out
+
+    def finding(self, rule_id: str, severity: Severity, state: FileState | None, hit: Hit,
+                *, lost: bool = False) -> Finding:
+        """A finding for `hit`; a lost hit is pointed at the nearest changed line after."""
+        line = hit.line
+        if lost and state is not None:
+            line = nearest_new_line(state.change, hit.line)
+        return Finding(
+            rule_id=rule_id,
+            severity=hit.severity or severity,
+            file=state.path if state else "",
+            line=line,
+            evidence=hit.evidence[:300],
+            message=hit.message,
+        )
+
+
+def nearest_new_line(change: FileChange, old_line: int) -> int:
+    """Where a removed old line sits in the new file (the first line after the hunk edit)."""
+    best = 0
+    for hunk in change.hunks:
+        for ln in hunk.lines:
+            if ln.old_no == old_line and ln.kind == "-":
+                # the new line number where the removal happened
+                new = hunk.new_start
+                for prev in hunk.lines:
+                    if prev is ln:
+                        break
+                    if prev.kind != "-":
+                        new += 1
+                return new
+            if ln.new_no is not None:
+                best = ln.new_no
+    return best

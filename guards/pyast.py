@@ -1,0 +1,391 @@
+"""One version (before or after the patch) of a Python file, with the facts rules ask for.
+
+Built once per file version and shared by every rule, so all rules together walk the tree
+a handful of times. Facts are *resolved*: `import time as t; t.time = f` is a store to
+`time.time`, `getattr(os, "sys"+"tem")` is a reference to `os.system`, and string
+expressions built from constants (concatenation, joins, `chr`, base64, hex, rot13, slicing)
+are folded to their value, because cheats hide in exactly those disguises.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+from guards import fold
+
+BUILTIN_NAMES = frozenset(dir(builtins)) | {"__builtins__", "__import__"}
+_MUTATORS = frozenset({
+    "update", "setdefault", "pop", "popitem", "clear", "insert", "append", "extend",
+    "remove", "__setitem__", "__delitem__", "__setattr__", "__delattr__", "putenv", "unsetenv",
+})
+_NAMING_CALLS = frozenset({"builtins.getattr", "builtins.__import__", "importlib.import_module",
+                           "builtins.vars"})
+_CONTROL = (ast.If, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Try,
+            ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.match_case)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A resolved name: a load of `qual` (`time.perf_counter`, `builtins.eval`)."""
+
+    qual: str
+    node: ast.AST
+
+
+@dataclass(frozen=True)
+class Store:
+    """A write to something resolved: `qual` is the target (`os.environ`, `time.time`).
+
+    `key` is the subscript or attribute name written when it is known (folded), `"?"` when
+    it is computed at run time, `None` when the whole target is replaced. `how` says which
+    syntax did it: assign, augassign, delete, setattr, mutate, def, import.
+    """
+
+    qual: str
+    key: str | None
+    how: str
+    node: ast.AST
+
+
+@dataclass(frozen=True)
+class StringValue:
+    value: str
+    node: ast.AST
+
+
+class PyModule:
+    """Parsed source plus lazily built indexes. Raises SyntaxError when it does not parse."""
+
+    def __init__(self, source: str, path: str = "<patch>") -> None:
+        self.source = source
+        self.path = path
+        self.tree = ast.parse(source, filename=path)
+        self.lines = source.splitlines()
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.nodes: list[ast.AST] = []
+        for node in ast.walk(self.tree):
+            self.nodes.append(node)
+            for child in ast.iter_child_nodes(node):
+                self.parents[child] = node
+        self.aliases: dict[str, str] = {}
+        self.import_bindings: dict[str, list[ast.AST]] = {}
+        self._collect_imports()
+        self.bound: set[str] = self._bound_names()
+        self.env = fold.module_constants(self.tree, self._qual_for_fold)
+        self._collect_alias_assigns()
+
+    # -- name resolution ------------------------------------------------------------
+    def _package(self) -> list[str]:
+        parts = self.path.removesuffix(".py").split("/")
+        return parts[:-1]
+
+    def _collect_imports(self) -> None:
+        for node in self.nodes:
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname:
+                        self._bind(a.asname, a.name, node)
+                    else:
+                        top = a.name.split(".")[0]
+                        self._bind(top, top, node)
+            elif isinstance(node, ast.ImportFrom):
+                base = self.import_base(node)
+                for a in node.names:
+                    if a.name == "*":
+                        continue
+                    self._bind(a.asname or a.name, f"{base}.{a.name}" if base else a.name, node)
+
+    def import_base(self, node: ast.ImportFrom) -> str:
+        """The absolute module an ImportFrom reads from (relative ones resolved by path)."""
+        if not node.level:
+            return node.module or ""
+        pkg = self._package()
+        pkg = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+        return ".".join([*pkg, *([node.module] if node.module else [])])
+
+    def _bind(self, name: str, qual: str, node: ast.AST) -> None:
+        self.import_bindings.setdefault(name, []).append(node)
+        self.aliases.setdefault(name, qual)
+
+    def _bound_names(self) -> set[str]:
+        out: set[str] = set(self.aliases)
+        for node in self.nodes:
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+                out.add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                out.add(node.name)
+            elif isinstance(node, ast.arg):
+                out.add(node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                out.add(node.name)
+            elif isinstance(node, ast.Global | ast.Nonlocal):
+                out.update(node.names)
+        return out
+
+    def _collect_alias_assigns(self) -> None:
+        """`clock = time.perf_counter`, `T = time`, `ev = eval`: propagate to a fixed point."""
+        assigns = [
+            (n.targets[0].id, n.value)
+            for n in self.nodes
+            if isinstance(n, ast.Assign) and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name)
+            and isinstance(n.value, ast.Name | ast.Attribute | ast.Call | ast.Subscript)
+        ]
+        for _ in range(3):
+            changed = False
+            for name, value in assigns:
+                if name in self.aliases:
+                    continue
+                q = self.qual(value)
+                if q and not q.startswith("local."):
+                    self.aliases[name] = q
+                    changed = True
+            if not changed:
+                break
+
+    def _qual_for_fold(self, node: ast.AST) -> str | None:
+        return self.qual(node)
+
+    def qual(self, node: ast.AST) -> str | None:
+        """Dotted, import-resolved name of an expression; None when it is not a name chain."""
+        if isinstance(node, ast.Name):
+            if node.id in self.aliases:
+                return self.aliases[node.id]
+            if node.id == "__builtins__":
+                return "builtins"
+            if node.id in BUILTIN_NAMES and node.id not in self.bound:
+                return f"builtins.{node.id}"
+            return None
+        if isinstance(node, ast.Attribute):
+            base = self.qual(node.value)
+            return f"{base}.{node.attr}" if base else None
+        if isinstance(node, ast.Call):
+            fn = self.qual(node.func)
+            if fn in ("builtins.getattr",) and len(node.args) >= 2:
+                base = self.qual(node.args[0])
+                name = self.fold_str(node.args[1])
+                if base:
+                    return f"{base}.{name if name is not None else '?'}"
+            if fn in ("builtins.__import__", "importlib.import_module") and node.args:
+                name = self.fold_str(node.args[0])
+                return name if name else None
+            if fn == "builtins.vars" and node.args:
+                return self.qual(node.args[0])
+            return None
+        if isinstance(node, ast.Subscript):
+            base = self.qual(node.value)
+            key = self.fold_str(node.slice)
+            if base in ("sys.modules",) and key:
+                return key
+            if base and base.endswith(".__dict__") and key:
+                return f"{base.removesuffix('.__dict__')}.{key}"
+            if base in ("builtins.globals",) and key:
+                return key
+            return None
+        return None
+
+    def receiver(self, node: ast.AST) -> str | None:
+        """Like `qual`, but `globals()`, `locals()` and `vars()` name the namespace they return."""
+        if isinstance(node, ast.Call) and not node.args:
+            fn = self.qual(node.func)
+            if fn in ("builtins.globals", "builtins.locals", "builtins.vars"):
+                return fn
+        return self.qual(node)
+
+    def fold_str(self, node: ast.AST) -> str | None:
+        value = fold.evaluate(node, self.env, self._qual_for_fold)
+        if isinstance(value, bytes):
+            return value.decode("latin-1")
+        return value if isinstance(value, str) else None
+
+    # -- facts --------------------------------------------------------------------------
+    @cached_property
+    def refs(self) -> list[Ref]:
+        """Every maximal resolvable name chain that is read, plus every imported name."""
+        out: list[Ref] = []
+        for node in self.nodes:
+            if isinstance(node, ast.Import):
+                out.extend(Ref(a.name, node) for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = self.import_base(node)
+                out.append(Ref(base, node))
+                out.extend(Ref(f"{base}.{a.name}", node) for a in node.names)
+            elif isinstance(node, ast.Name | ast.Attribute | ast.Subscript | ast.Call):
+                if isinstance(node, ast.Name | ast.Attribute | ast.Subscript) and not isinstance(
+                    node.ctx, ast.Load
+                ):
+                    continue
+                if isinstance(node, ast.Call) and self.qual(node.func) not in _NAMING_CALLS:
+                    continue
+                parent = self.parents.get(node)
+                if isinstance(parent, ast.Attribute) and parent.value is node:
+                    continue  # not maximal: the enclosing chain is reported instead
+                q = self.qual(node)
+                if q is not None:
+                    out.append(Ref(q, node))
+        return out
+
+    @cached_property
+    def calls(self) -> list[tuple[str, ast.Call]]:
+        out = []
+        for node in self.nodes:
+            if isinstance(node, ast.Call):
+                q = self.qual(node.func)
+                if q:
+                    out.append((q, node))
+        return out
+
+    @cached_property
+    def stores(self) -> list[Store]:
+        out: list[Store] = []
+        for node in self.nodes:
+            if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
+                targets = (
+                    node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+                )
+                how = type(node).__name__.lower()
+                for t in targets:
+                    out.extend(self._target_stores(t, how, node))
+            elif isinstance(node, ast.NamedExpr):
+                out.extend(self._target_stores(node.target, "assign", node))
+            elif isinstance(node, ast.For | ast.AsyncFor | ast.withitem | ast.comprehension):
+                target = node.optional_vars if isinstance(node, ast.withitem) else node.target
+                if target is not None:
+                    out.extend(self._target_stores(target, "assign", node))
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                if node.name in self.import_bindings:
+                    out.append(Store(self.aliases[node.name], None, "def", node))
+            elif isinstance(node, ast.Call):
+                out.extend(self._call_stores(node))
+        for name, nodes in self.import_bindings.items():
+            quals = {self._import_qual(name, n) for n in nodes}
+            if len(quals) > 1:  # `import time` then `import fake as time`: a rebinding
+                for n in nodes[1:]:
+                    out.append(Store(self.aliases[name], None, "import", n))
+        return out
+
+    def _import_qual(self, name: str, node: ast.AST) -> str:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if (a.asname or a.name.split(".")[0]) == name:
+                    return a.name if a.asname else name
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                if (a.asname or a.name) == name:
+                    return f"{self.import_base(node)}.{a.name}"
+        return name
+
+    def _target_stores(self, t: ast.AST, how: str, stmt: ast.AST) -> Iterator[Store]:
+        if isinstance(t, ast.Tuple | ast.List):
+            for elt in t.elts:
+                yield from self._target_stores(elt, how, stmt)
+        elif isinstance(t, ast.Starred):
+            yield from self._target_stores(t.value, how, stmt)
+        elif isinstance(t, ast.Name):
+            if t.id in self.import_bindings:
+                yield Store(self.aliases[t.id], None, how, stmt)
+            elif t.id == "__builtins__":
+                yield Store("builtins", None, how, stmt)
+        elif isinstance(t, ast.Attribute):
+            base = self.qual(t.value)
+            if base:
+                yield Store(base, t.attr, how, stmt)
+        elif isinstance(t, ast.Subscript):
+            base = self.receiver(t.value)
+            if base:
+                key = self.fold_str(t.slice)
+                yield Store(base, key if key is not None else "?", how, stmt)
+
+    def _call_stores(self, node: ast.Call) -> Iterator[Store]:
+        fn = self.qual(node.func)
+        if fn in ("builtins.setattr", "builtins.delattr", "object.__setattr__") or (
+            fn and fn.endswith((".__setattr__", ".__delattr__")) and fn.startswith("builtins.")
+        ):
+            if len(node.args) >= 2:
+                base = self.qual(node.args[0])
+                if base is None and isinstance(node.args[0], ast.Call):
+                    base = self.qual(node.args[0])
+                key = self.fold_str(node.args[1])
+                if base:
+                    yield Store(base, key if key is not None else "?", "setattr", node)
+            return
+        if isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS:
+            base = self.receiver(node.func.value)
+            if base:
+                key = self.fold_str(node.args[0]) if node.args else None
+                yield Store(base, key if key is not None else "?", "mutate", node)
+        if fn in ("os.putenv", "os.unsetenv") and node.args:
+            key = self.fold_str(node.args[0])
+            yield Store("os.environ", key if key is not None else "?", "mutate", node)
+
+    @cached_property
+    def strings(self) -> list[StringValue]:
+        """String values in the code (docstrings and bare string statements excluded)."""
+        out: list[StringValue] = []
+        skip: set[int] = set()
+        for node in self.nodes:
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                skip.add(id(node.value))
+        for node in self.nodes:
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+                parent = self.parents.get(node)
+                if isinstance(parent, ast.JoinedStr):
+                    continue  # the f-string as a whole is reported
+                v = node.value
+                out.append(StringValue(v.decode("latin-1") if isinstance(v, bytes) else v, node))
+            elif isinstance(node, ast.JoinedStr | ast.BinOp | ast.Call | ast.Subscript):
+                if isinstance(node, ast.BinOp | ast.Call | ast.Subscript) and not _has_const(node):
+                    continue
+                v = self.fold_str(node)
+                if v is not None:
+                    out.append(StringValue(v, node))
+        return out
+
+    # -- locations --------------------------------------------------------------------------
+    def stmt_of(self, node: ast.AST) -> ast.AST:
+        while not isinstance(node, ast.stmt) and node in self.parents:
+            node = self.parents[node]
+        return node
+
+    def context_chain(self, node: ast.AST) -> tuple[str, ...]:
+        """Headers of the enclosing blocks (`while t < B`, `def main`), innermost last."""
+        chain: list[str] = []
+        cur = self.parents.get(node)
+        while cur is not None:
+            if isinstance(cur, _CONTROL):
+                chain.append(header(cur))
+            cur = self.parents.get(cur)
+        return tuple(reversed(chain))
+
+    def line_text(self, lineno: int) -> str:
+        if 1 <= lineno <= len(self.lines):
+            return self.lines[lineno - 1].strip()
+        return ""
+
+
+def header(node: ast.AST) -> str:
+    """A compact one-line signature of a block's header."""
+    if isinstance(node, ast.If | ast.While):
+        return f"{type(node).__name__.lower()} {ast.unparse(node.test)}"
+    if isinstance(node, ast.For | ast.AsyncFor):
+        return f"for {ast.unparse(node.target)} in {ast.unparse(node.iter)}"
+    if isinstance(node, ast.With | ast.AsyncWith):
+        return "with " + ", ".join(ast.unparse(i) for i in node.items)
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return f"{type(node).__name__} {node.name}"
+    if isinstance(node, ast.match_case):
+        return f"case {ast.unparse(node.pattern)}"
+    return type(node).__name__.lower()
+
+
+def _has_const(node: ast.AST) -> bool:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str | bytes | int):
+            return True
+    return False

@@ -1,0 +1,32 @@
+"""The list of built-in rules, loaded by the registry as `guards.rules.builtin:RULES`."""
+
+from __future__ import annotations
+
+from guards.rules.base import Rule
+from guards.rules.deps import DependencyRule
+from guards.rules.dynamic import ComputedAttrRule, DynamicCodeRule
+from guards.rules.escapes import EnvRule, LoadRule, NetworkRule, ProcessRule
+from guards.rules.evaluator import ExportRule, FrozenImportRule, FrozenPathStringRule, TamperRule
+from guards.rules.introspection import GlobalsWriteRule, IntrospectionRule
+from guards.rules.leakage import ValidationLeakRule
+from guards.rules.metric import MetricSpoofRule
+from guards.rules.paths import (
+    BinaryRule,
+    DeletedFileRule,
+    InvalidPathRule,
+    ModeRule,
+    NewFileRule,
+    ProtectedPathRule,
+    SizeRule,
+    SymlinkRule,
+)
+from guards.rules.seed import SeedFishingRule
+from guards.rules.timing import BudgetRule, SignalRule, TimerRule
+
+RULES: list[type[Rule]] = [
+    InvalidPathRule, ProtectedPathRule, NewFileRule, BinaryRule, SymlinkRule, ModeRule,
+    DeletedFileRule, SizeRule, FrozenImportRule, TamperRule, ExportRule, FrozenPathStringRule,
+    TimerRule, SignalRule, BudgetRule, ValidationLeakRule, IntrospectionRule, GlobalsWriteRule,
+    DynamicCodeRule, ComputedAttrRule, ProcessRule, NetworkRule, LoadRule, EnvRule,
+    MetricSpoofRule, SeedFishingRule, DependencyRule,
+]

@@ -66,6 +66,11 @@ class StepSpec:
     log_path: Path
     limits: Limits = field(default_factory=Limits)
     gpus: str | list[int] | None = None
+    protect: tuple[Path, ...] = ()
+    """Host folders a step must not write to even by absolute path (the workspace). A
+    container never sees them; the local backend remounts them read-only."""
+    hide: tuple[Path, ...] = ()
+    """Host folders a step must not read even by absolute path (the validation split)."""
 
 
 @dataclass

@@ -31,14 +31,22 @@ EVAL_TIMEOUT_S = 900.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default=None,
-                        help="profile to train (default: the workspace's [run] profile)")
-    parser.add_argument("--workspace", default=None,
-                        help="workspace folder (default: nearest folder with labwarden.toml)")
-    parser.add_argument("--time-budget", type=float, default=None, metavar="S",
-                        help="training seconds (default: the workspace's, else the profile's)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object instead of text")
+    parser.add_argument(
+        "--profile", default=None, help="profile to train (default: the workspace's [run] profile)"
+    )
+    parser.add_argument(
+        "--workspace",
+        default=None,
+        help="workspace folder (default: nearest folder with labwarden.toml)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="training seconds (default: the workspace's, else the profile's)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     profile = args.profile or config.profile
     data_dir = config.data_path(profile)
     if not (data_dir / "train").is_dir() or not (data_dir / "val").is_dir():
-        raise InputError(f"no prepared data for profile {profile!r} in {data_dir}; "
-                         f"run 'labwarden prepare --profile {profile}'.")
+        raise InputError(
+            f"no prepared data for profile {profile!r} in {data_dir}; "
+            f"run 'labwarden prepare --profile {profile}'."
+        )
     budget = args.time_budget or config.time_budget_s or _profile_budget(profile)
     if not (budget > 0 and math.isfinite(budget)):
         raise InputError(f"--time-budget must be a positive number of seconds, but got {budget}.")
@@ -72,8 +82,14 @@ def run(args: argparse.Namespace) -> int:
         PYTHONUNBUFFERED="1",
     )
     print(f"baseline: training {profile} for {budget:g}s -> {run_dir}", file=log)
-    train_rc = _run_logged(_python(config.train_command), config.root, env,
-                           run_dir / "train.log", budget + GRACE_S, log)
+    train_rc = _run_logged(
+        _python(config.train_command),
+        config.root,
+        env,
+        run_dir / "train.log",
+        budget + GRACE_S,
+        log,
+    )
     summary = _parse_summary((run_dir / "train.log").read_text(encoding="utf-8", errors="replace"))
     model = run_dir / "model.pt2"
     if train_rc != 0 or not model.is_file():
@@ -82,21 +98,40 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     metrics_path = run_dir / "metrics.json"
-    eval_cmd = [*_python(config.eval_command), "--model", str(model), "--data-dir", str(data_dir),
-                "--out", str(metrics_path), "--profile", profile]
+    eval_cmd = [
+        *_python(config.eval_command),
+        "--model",
+        str(model),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(metrics_path),
+        "--profile",
+        profile,
+    ]
     print("baseline: evaluating with the frozen evaluator", file=log)
     eval_rc = _run_logged(eval_cmd, config.root, env, run_dir / "eval.log", EVAL_TIMEOUT_S, log)
     metrics = _read_metrics(metrics_path)
     if eval_rc != 0 or metrics.get("status") != "scored":
         reason = metrics.get("reason") or f"evaluator exited with {eval_rc}"
-        print(f"labwarden baseline: not scored: {reason}; see {run_dir / 'eval.log'}",
-              file=sys.stderr)
+        print(
+            f"labwarden baseline: not scored: {reason}; see {run_dir / 'eval.log'}", file=sys.stderr
+        )
         return 2 if eval_rc == 2 else 1
 
     if args.json:
-        print(json.dumps({"profile": profile, "val_bpb": metrics.get("val_bpb"),
-                          "metrics": metrics, "trainer": summary, "run_dir": str(run_dir)},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "profile": profile,
+                    "val_bpb": metrics.get("val_bpb"),
+                    "metrics": metrics,
+                    "trainer": summary,
+                    "run_dir": str(run_dir),
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"val_bpb: {metrics['val_bpb']:.6f}")
         print(f"tokens_evaluated: {metrics.get('tokens_evaluated')}")
@@ -123,16 +158,24 @@ def _python(command: tuple[str, ...]) -> list[str]:
     return list(command)
 
 
-def _run_logged(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path,
-                timeout_s: float, echo: IO[str]) -> int | None:
+def _run_logged(
+    cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, timeout_s: float, echo: IO[str]
+) -> int | None:
     """Run `cmd` in its own process group, teeing its output to `log_path` and `echo`.
 
     Returns the exit code, or None when it ran past `timeout_s` and was killed.
     """
     with open(log_path, "w", encoding="utf-8") as log_file:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace",
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
         assert proc.stdout is not None
 
         def pump() -> None:

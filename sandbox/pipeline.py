@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -190,6 +189,8 @@ def run_experiment(backend: SandboxBackend, spec: ExperimentSpec) -> ExperimentR
         log_path=run_dir / "train.log",
         limits=settings.limits,
         gpus=spec.gpus,
+        protect=(cfg.root, data),
+        hide=(data / "val",),
     )
     outcome = run.step(backend, train)
     if outcome.timed_out:
@@ -242,6 +243,8 @@ def run_experiment(backend: SandboxBackend, spec: ExperimentSpec) -> ExperimentR
         log_path=run_dir / "eval.log",
         limits=settings.limits,
         gpus=spec.gpus,
+        protect=(cfg.root, data),
+        hide=(data / "train",),
     )
     outcome = run.step(backend, evaluate)
     problems = guard.check("after evaluation", staged.frozen)
@@ -272,10 +275,3 @@ def _read_metrics(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def local_python(argv: tuple[str, ...]) -> tuple[str, ...]:
-    """Map a workspace's "python" to the interpreter running labwarden (local backend)."""
-    if argv and argv[0] in ("python", "python3"):
-        return (sys.executable, *argv[1:])
-    return argv

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from sandbox.backend import SandboxBackend, StepOutcome, StepSpec
-from sandbox.local.isolation import StepCgroup, pids_cgroup_root, set_rlimits, unshare_prefix
+from sandbox.local.isolation import (
+    StepCgroup,
+    has_mount_namespace,
+    mount_script,
+    pids_cgroup_root,
+    set_rlimits,
+    unshare_prefix,
+)
 
 _OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "can't allocate memory")
 
@@ -68,7 +75,19 @@ class LocalBackend(SandboxBackend):
         build_view(step, view)
         root = str(view)
         argv = [a.replace("{root}", root) for a in local_python(step.argv)]
-        argv = [*unshare_prefix(), *argv]
+        prefix = unshare_prefix()
+        if has_mount_namespace(prefix):
+            script = mount_script(
+                read_only=[
+                    *step.protect,
+                    *(m.source.resolve() for m in step.mounts if m.read_only),
+                ],
+                hidden=[p.resolve() for p in step.hide],
+                writable=[m.source.resolve() for m in step.mounts if not m.read_only],
+            )
+            argv = [*prefix, "/bin/sh", "-c", script, "labwarden-step", *argv]
+        else:
+            argv = [*prefix, *argv]
         cgroup = StepCgroup.create(step.name, step.limits.pids)
 
         def in_child() -> None:
@@ -128,8 +147,20 @@ class LocalBackend(SandboxBackend):
             ("memory limit", True, "RLIMIT_AS (address space)"),
             ("wall-clock budget", True, "process group killed from outside"),
             ("validation split not in training view", True, "not linked into the step's view"),
-            ("val unreachable by absolute path", False, "same file system as the host"),
-            ("frozen code read-only", False, "writes caught afterwards by the frozen-file check"),
+            (
+                "val unreachable by absolute path",
+                has_mount_namespace(prefix),
+                "empty tmpfs over it (mount namespace)"
+                if has_mount_namespace(prefix)
+                else "no mount namespace here: same file system as the host",
+            ),
+            (
+                "frozen code read-only",
+                has_mount_namespace(prefix),
+                "read-only binds over the workspace and staged code"
+                if has_mount_namespace(prefix)
+                else "no mount namespace: writes caught afterwards by the frozen-file check",
+            ),
             ("runs as non-root", os.geteuid() != 0, f"uid {os.geteuid()}"),
             (
                 "GPU passthrough",

@@ -46,6 +46,30 @@ def unshare_prefix() -> tuple[str, ...]:
     return ()
 
 
+def has_mount_namespace(prefix: tuple[str, ...]) -> bool:
+    return "--mount-proc" in prefix
+
+
+def mount_script(read_only: list[Path], hidden: list[Path], writable: list[Path]) -> str:
+    """A shell prologue, run inside the new mount namespace before the step's command:
+    read-only binds over what must not change, empty tmpfs over what must not be read,
+    then writable binds back over the step's output folders."""
+    import shlex
+
+    lines = ["set -e"]
+    for path in dict.fromkeys(read_only):
+        q = shlex.quote(str(path))
+        lines.append(f"mount --bind {q} {q}; mount -o remount,bind,ro {q}")
+    for path in dict.fromkeys(hidden):
+        if path.is_dir():
+            lines.append(f"mount -t tmpfs -o size=4k,ro labwarden-hidden {shlex.quote(str(path))}")
+    for path in dict.fromkeys(writable):
+        q = shlex.quote(str(path))
+        lines.append(f"mount --bind {q} {q}; mount -o remount,bind,rw {q}")
+    lines.append('exec "$@"')
+    return "\n".join(lines)
+
+
 @functools.cache
 def pids_cgroup_root() -> Path | None:
     """A cgroup folder where a per-step child with `pids.max` can be made, or None."""

@@ -1,0 +1,453 @@
+"""The conformance suite every backend runs (in the spirit of Inspect AI's `self_check`).
+
+Each check runs a real experiment whose trainer is an attack written as plain Python
+(a stand-in for `trainer/train.py`, passed as `base_dir`), then judges what the sandbox
+did about it. A backend that cannot give a guarantee names it in `KNOWN_FAILURES` with
+the reason; the tests expect exactly those to fail, so a silent regression or a silent
+improvement both show up.
+
+Use: `prepare_workspace(prepared, dest)` once (a copy of a prepared tiny workspace with
+small limits), then `run_check(name, backend, config)` per check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import textwrap
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from labwarden.config import WorkspaceConfig, load_config
+from sandbox.backend import SandboxBackend
+from sandbox.spec import ExperimentResult, ExperimentSpec
+
+# Limits the suite's workspace runs under: small, so the bombs go off quickly.
+SUITE_SANDBOX_TOML = """
+[sandbox]
+memory_mb = 2048
+pids = 64
+grace_s = 15
+eval_timeout_s = 300
+"""
+LOOP_BUDGET_S = 1.0
+
+# Measured where user, mount, network and pid namespaces work (see `labwarden sandbox
+# doctor`); where they do not, the local backend also fails the read-only and hiding
+# checks, and `local_known_failures()` says so.
+KNOWN_FAILURES: dict[str, dict[str, str]] = {
+    "docker": {},
+    "local": {
+        "gpu_request_in_hostconfig": "no per-experiment GPU selection: the step sees the "
+        "host's devices",
+    },
+}
+
+
+def local_known_failures() -> dict[str, str]:
+    """The local backend's known failures on this machine (namespaces probed)."""
+    from sandbox.local.isolation import has_mount_namespace, unshare_prefix
+
+    known = dict(KNOWN_FAILURES["local"])
+    prefix = unshare_prefix()
+    if not has_mount_namespace(prefix):
+        known["frozen_write_blocked"] = (
+            "no mount namespace here: writes land, and the "
+            "frozen-file check voids the experiment afterwards"
+        )
+        known["val_unreachable_by_path"] = "no mount namespace here: readable by absolute path"
+    if "--net" not in prefix:
+        known["network_blocked"] = "no network namespace here"
+    return known
+
+
+@dataclass
+class CheckOutcome:
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    doc: str
+    fn: Callable[[SandboxBackend, WorkspaceConfig], CheckOutcome]
+
+
+def prepare_workspace(prepared: Path, dest: Path) -> WorkspaceConfig:
+    """Copy a prepared workspace (code, data, seal) and give it the suite's limits."""
+    shutil.copytree(
+        prepared, dest, ignore=shutil.ignore_patterns("runs", "__pycache__", "*.sqlite*", ".git")
+    )
+    toml = dest / "labwarden.toml"
+    text = re.sub(r"(?ms)^\[sandbox\].*?(?=^\[|\Z)", "", toml.read_text())
+    toml.write_text(text.rstrip() + "\n" + SUITE_SANDBOX_TOML)
+    return load_config(dest)
+
+
+# A trainer that exports a real (bigram) model quickly, so the evaluator has work to do.
+WELL_BEHAVED = """
+import os, torch
+from eval_frozen.dataloader import load_profile
+p = load_profile(os.environ["LABWARDEN_PROFILE"])
+class Bigram(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Embedding(p.vocab_size, p.vocab_size)
+    def forward(self, idx):
+        return self.table(idx)
+torch.manual_seed(0)
+ids = torch.zeros((2, p.seq_len), dtype=torch.long)
+batch = torch.export.Dim("batch", min=1, max=1024)
+prog = torch.export.export(Bigram().eval(), (ids,), dynamic_shapes=({0: batch},))
+torch.export.save(prog, os.path.join(os.environ["LABWARDEN_OUT_DIR"], "model.pt2"))
+print("STANDIN_OK", flush=True)
+"""
+
+
+def _attack(
+    backend: SandboxBackend, config: WorkspaceConfig, source: str, tag: str, budget: float = 30.0
+) -> ExperimentResult:
+    base = config.state_path / "conformance" / f"{tag}-{uuid.uuid4().hex[:8]}"
+    (base / "trainer").mkdir(parents=True)
+    (base / "trainer" / "__init__.py").write_text("")
+    (base / "trainer" / "train.py").write_text(textwrap.dedent(source))
+    spec = ExperimentSpec(
+        config=config,
+        patch=None,
+        profile="tiny",
+        time_budget_s=budget,
+        experiment_id=f"{backend.name}-{base.name}",
+        base_dir=base,
+    )
+    return backend.run(spec)
+
+
+def _log(result: ExperimentResult) -> str:
+    return (result.run_dir / "train.log").read_text(errors="replace")
+
+
+def well_behaved_runs(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    r = _attack(backend, config, WELL_BEHAVED, "ok")
+    return CheckOutcome(
+        r.status == "ok" and r.val_bpb is not None, f"{r.status} val_bpb={r.val_bpb} {r.reason}"
+    )
+
+
+def _host_address() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent; picks the outgoing address
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def network_blocked(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    server = socket.socket()
+    server.bind(("0.0.0.0", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    host = _host_address()
+    accepted: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, peer = server.accept()
+            except OSError:
+                return
+            accepted.append(peer[0])
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        # Control: the listener is reachable from the host, so a block below means something.
+        socket.create_connection((host, port), timeout=2).close()
+        r = _attack(
+            backend,
+            config,
+            f'''
+            import socket
+            for addr in [("{host}", {port}), ("127.0.0.1", {port}), ("pypi.org", 443)]:
+                try:
+                    socket.create_connection(addr, timeout=3).close()
+                    print("NET_OPEN", addr, flush=True)
+                except OSError as e:
+                    print("NET_BLOCKED", addr, e, flush=True)
+            ''',
+            "net",
+        )
+    finally:
+        server.close()
+    log = _log(r)
+    inside = [a for a in accepted if a != host] + (["sandbox"] if "NET_OPEN" in log else [])
+    blocked = log.count("NET_BLOCKED") == 3
+    return CheckOutcome(
+        blocked and not inside and len(accepted) == 1,
+        f"blocked={log.count('NET_BLOCKED')}/3 accepted={accepted}",
+    )
+
+
+def frozen_write_blocked(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    r = _attack(
+        backend,
+        config,
+        """
+        import os
+        for path in ["eval_frozen/evaluate.py", os.environ["LABWARDEN_DATA_DIR"] + "/seal.json",
+                     os.environ["LABWARDEN_DATA_DIR"] + "/train/planted.txt"]:
+            try:
+                with open(path, "a") as f:
+                    f.write("# tampered\\n")
+                print("WRITE_OK", path, flush=True)
+            except OSError as e:
+                print("WRITE_BLOCKED", path, e, flush=True)
+        """,
+        "frozen",
+    )
+    log = _log(r)
+    return CheckOutcome(
+        log.count("WRITE_BLOCKED") == 3 and "WRITE_OK" not in log,
+        f"blocked={log.count('WRITE_BLOCKED')}/3 status={r.status}",
+    )
+
+
+def frozen_write_voids_result(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    """However a backend stops it, a run that changed frozen code never scores."""
+    r = _attack(
+        backend,
+        config,
+        WELL_BEHAVED
+        + """
+try:
+    with open("eval_frozen/evaluate.py", "a") as f:
+        f.write("# tampered\\n")
+    print("WRITE_OK", flush=True)
+except OSError as e:
+    print("WRITE_BLOCKED", e, flush=True)
+""",
+        "void",
+    )
+    log = _log(r)
+    wrote = "WRITE_OK" in log
+    ok = (r.status == "violation" and bool(r.violations)) if wrote else "WRITE_BLOCKED" in log
+    return CheckOutcome(
+        ok and r.val_bpb is None if wrote else ok,
+        f"wrote={wrote} status={r.status} violations={r.violations[:1]}",
+    )
+
+
+def val_not_in_view(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    r = _attack(
+        backend,
+        config,
+        """
+        import os
+        data = os.environ["LABWARDEN_DATA_DIR"]
+        print("VIEW", sorted(os.listdir(data)), flush=True)
+        print("VAL_PRESENT" if os.path.exists(os.path.join(data, "val")) else "VAL_ABSENT")
+        """,
+        "valview",
+    )
+    log = _log(r)
+    return CheckOutcome(
+        "VAL_ABSENT" in log and "VAL_PRESENT" not in log,
+        next((line for line in log.splitlines() if line.startswith("VIEW")), log[-200:]),
+    )
+
+
+def val_unreachable_by_path(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    val = config.data_path("tiny") / "val"
+    r = _attack(
+        backend,
+        config,
+        f'''
+        import os
+        try:
+            print("VAL_READ", os.listdir("{val}"), flush=True)
+        except OSError as e:
+            print("VAL_UNREACHABLE", e, flush=True)
+        ''',
+        "valpath",
+    )
+    log = _log(r)
+    return CheckOutcome("VAL_UNREACHABLE" in log and "VAL_READ" not in log, log.strip()[-200:])
+
+
+def fork_bomb_stopped(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    limit = _suite_limit("pids")
+    r = _attack(
+        backend,
+        config,
+        """
+        import os, sys, time
+        n = 0
+        try:
+            while n < 5000:
+                if os.fork() == 0:
+                    time.sleep(600)
+                    os._exit(0)
+                n += 1
+        except OSError as e:
+            print(f"FORK_BLOCKED after {n}: {e}", flush=True)
+            sys.exit(3)
+        print(f"FORK_UNBLOCKED {n}", flush=True)
+        """,
+        "fork",
+    )
+    log = _log(r)
+    found = re.search(r"FORK_BLOCKED after (\d+)", log)
+    left = _leftovers(r.run_dir)
+    ok = bool(found) and int(found.group(1)) < limit and r.status == "crash" and not left
+    return CheckOutcome(
+        ok, f"{found.group(0) if found else log[-200:]} status={r.status} leftover={left}"
+    )
+
+
+def memory_bomb_killed(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    r = _attack(
+        backend,
+        config,
+        """
+        hog = []
+        for i in range(400):  # 64 MiB at a time, each page touched, up to 25 GiB
+            hog.append(bytearray(b"\\1") * (64 << 20))
+        print("MEMORY_UNBOUNDED", flush=True)
+        """,
+        "mem",
+    )
+    return CheckOutcome(
+        r.status == "oom" and "MEMORY_UNBOUNDED" not in _log(r),
+        f"status={r.status} {r.reason} peak={r.peak_memory_mb}",
+    )
+
+
+def infinite_loop_killed(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    grace = _suite_limit("grace_s")
+    r = _attack(
+        backend,
+        config,
+        """
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ignore the polite stop
+        while True:
+            pass
+        """,
+        "loop",
+        budget=LOOP_BUDGET_S,
+    )
+    limit = LOOP_BUDGET_S + grace
+    ok = (
+        r.status == "timeout"
+        and limit <= r.train_seconds < limit + 10
+        and bool(r.violations)
+        and not _leftovers(r.run_dir)
+    )
+    return CheckOutcome(
+        ok,
+        f"status={r.status} train_seconds={r.train_seconds} "
+        f"limit={limit} violations={r.violations[:1]}",
+    )
+
+
+def patch_refused(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    frozen = "--- a/eval_frozen/evaluate.py\n+++ b/eval_frozen/evaluate.py\n@@ -1 +1 @@\n-x\n+y\n"
+    stale = "--- a/trainer/train.py\n+++ b/trainer/train.py\n@@ -1 +1 @@\n-no such line\n+y\n"
+    got = []
+    for tag, patch in (("frozen", frozen), ("stale", stale)):
+        spec = ExperimentSpec(
+            config=config,
+            patch=patch,
+            profile="tiny",
+            experiment_id=f"{backend.name}-patch-{tag}-{uuid.uuid4().hex[:8]}",
+        )
+        r = backend.run(spec)
+        got.append((r.status, r.reason))
+    ok = all(s == "apply_failed" for s, _ in got) and "not editable" in got[0][1]
+    return CheckOutcome(ok, str(got))
+
+
+def gpu_request_in_hostconfig(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    create = getattr(backend, "create", None)
+    if create is None:
+        return CheckOutcome(False, f"the {backend.name} backend creates no containers")
+    from sandbox.backend import Mount, StepSpec
+
+    backend.setup()
+    step = StepSpec(
+        name="gpu",
+        argv=("true",),
+        env={},
+        mounts=(Mount(config.root / "trainer", "ws"),),
+        workdir="ws",
+        time_limit_s=10,
+        log_path=config.state_path / "gpu.log",
+        gpus=[1],
+    )
+    container = create(step)
+    try:
+        container.reload()
+        requests = container.attrs["HostConfig"].get("DeviceRequests") or []
+    finally:
+        container.remove(force=True)
+    ok = any(
+        r.get("DeviceIDs") == ["1"] and ["gpu"] in (r.get("Capabilities") or []) for r in requests
+    )
+    return CheckOutcome(ok, str(requests))
+
+
+def _suite_limit(key: str) -> float:
+    match = re.search(rf"^{key} = ([\d.]+)", SUITE_SANDBOX_TOML, re.M)
+    assert match, key
+    return float(match.group(1))
+
+
+def _leftovers(run_dir: Path) -> list[int]:
+    """Processes still running with their working folder inside the run (local steps)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(run_dir)):
+            found.append(int(proc.name))
+    return found
+
+
+CHECKS: tuple[Check, ...] = tuple(
+    Check(fn.__name__, (fn.__doc__ or fn.__name__).strip().splitlines()[0], fn)
+    for fn in (
+        well_behaved_runs,
+        patch_refused,
+        network_blocked,
+        frozen_write_blocked,
+        frozen_write_voids_result,
+        val_not_in_view,
+        val_unreachable_by_path,
+        fork_bomb_stopped,
+        memory_bomb_killed,
+        infinite_loop_killed,
+        gpu_request_in_hostconfig,
+    )
+)
+
+
+def run_check(name: str, backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    check = next((c for c in CHECKS if c.name == name), None)
+    if check is None:
+        raise ValueError(f"no conformance check named {name!r}.")
+    return check.fn(backend, config)
+
+
+def self_check(backend: SandboxBackend, config: WorkspaceConfig) -> dict[str, CheckOutcome]:
+    """Every check against one backend; compare with KNOWN_FAILURES[backend.name]."""
+    return {c.name: c.fn(backend, config) for c in CHECKS}

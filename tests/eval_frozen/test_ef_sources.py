@@ -11,6 +11,7 @@ from ef_helpers import MINI, data_dir_of, write_text_folder
 
 from eval_frozen.errors import EvalInputError
 from eval_frozen.prepare import prepare
+from eval_frozen.profiles import get_profile
 from eval_frozen.shards import list_shards
 from eval_frozen.sources import parse_source, split_of
 from eval_frozen.sources.builtin import BuiltinSource, docstrings
@@ -65,12 +66,14 @@ def test_builtin_split_is_disjoint_and_matches_recorded_hash(tiny_workspace):
 
 
 def test_builtin_is_deterministic(tiny_workspace, tmp_path):
-    info = BuiltinSource().materialize(tmp_path, MINI, log=lambda _: None)
-    again = BuiltinSource().materialize(tmp_path / "again", MINI, log=lambda _: None)
-    assert info.details["text_sha256"] == again.details["text_sha256"]
+    # Rebuilt in this process, byte for byte what the fixture's prepare wrote in another.
+    tiny = data_dir_of(tiny_workspace)
+    info = BuiltinSource().materialize(tmp_path, get_profile("tiny"), log=lambda _: None)
+    meta = json.loads((tiny / "source.json").read_text())
+    assert info.details["text_sha256"] == meta["source"]["details"]["text_sha256"]
     for split in ("train", "val"):
         a = [p.read_bytes() for p in list_shards(tmp_path / split)]
-        b = [p.read_bytes() for p in list_shards(tmp_path / "again" / split)]
+        b = [p.read_bytes() for p in list_shards(tiny / split)]
         assert a == b and a
 
 

@@ -1,0 +1,162 @@
+"""The evaluator end to end on exported models: scores, probes, seal, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import zipfile
+
+import pytest
+import torch
+from ef_helpers import VOCAB, TinyAttention, data_dir_of, run_evaluator
+
+from eval_frozen import evaluate
+from eval_frozen.errors import EvalInputError
+from eval_frozen.model_io import check_graph, load_program
+
+
+def _main(tiny_workspace, model, out, *extra):
+    return evaluate.main(["--model", str(model), "--data-dir", str(data_dir_of(tiny_workspace)),
+                          "--out", str(out), *extra])
+
+
+def _metrics(path):
+    return json.loads(path.read_text())
+
+
+def test_causal_model_is_scored_and_matches_in_process(tiny_workspace, exported, tmp_path):
+    out = tmp_path / "metrics.json"
+    proc = run_evaluator(tiny_workspace, exported["causal"], out)
+    assert proc.returncode == 0, proc.stderr
+    m = _metrics(out)
+    assert m["status"] == "scored" and m["reason"] == ""
+    assert m["tokens_evaluated"] == 32 * 1024
+    assert m["bytes_evaluated"] > m["tokens_evaluated"]  # BPE tokens hold > 1 byte on average
+    seal = json.loads((data_dir_of(tiny_workspace) / "seal.json").read_text())
+    assert m["seal_hash"] == seal["seal_hash"]
+    assert all(p["passed"] for p in m["probes"])
+    assert {p["name"] for p in m["probes"]} == {"causality", "batch_independence"}
+    assert m["profile"] == "tiny" and m["timings"]["tokens_per_s"] > 0
+    # An untrained model is near a uniform guess: log2(V) bits per token spread over bytes.
+    uniform_bpb = math.log2(VOCAB) * m["tokens_evaluated"] / m["bytes_evaluated"]
+    assert math.isfinite(m["val_bpb"]) and 0.5 * uniform_bpb < m["val_bpb"] < 1.5 * uniform_bpb
+    assert f"val_bpb: {m['val_bpb']:.6f}" in proc.stdout
+
+    in_process = evaluate.evaluate_module(TinyAttention(), data_dir_of(tiny_workspace), "tiny")
+    assert abs(in_process.val_bpb - m["val_bpb"]) < 1e-4
+
+
+def test_non_causal_model_fails_the_probe(tiny_workspace, exported, tmp_path):
+    out = tmp_path / "metrics.json"
+    assert _main(tiny_workspace, exported["noncausal"], out) == 1
+    m = _metrics(out)
+    assert m["status"] == "rejected" and m["val_bpb"] is None
+    assert m["reason"].startswith("probe_failed: causality")
+    causality = next(p for p in m["probes"] if p["name"] == "causality")
+    assert not causality["passed"]
+    assert all(r["max_change_before_j"] > causality["tolerance"] for r in causality["positions"])
+
+
+def test_batch_mixing_model_fails_the_batch_probe(tiny_workspace, exported, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    assert _main(tiny_workspace, exported["batchmix"], out) == 1
+    m = _metrics(out)
+    assert m["status"] == "rejected" and "batch_independence" in m["reason"]
+    assert m["val_bpb"] is None
+
+
+@pytest.mark.parametrize("case, message", [
+    ("wrong_vocab", "logits of shape (2, 128, 1000), expected (2, 128, 1024)"),
+    ("nan", "non-finite logits"),
+])
+def test_bad_models_exit_2_with_one_line(tiny_workspace, exported, tmp_path, capsys, case,
+                                         message):
+    out = tmp_path / "metrics.json"
+    assert _main(tiny_workspace, exported[case], out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    m = _metrics(out)
+    assert m["status"] == "error" and m["val_bpb"] is None and message in m["reason"]
+
+
+def test_corrupt_and_missing_model_files(tiny_workspace, exported, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    garbage = tmp_path / "garbage.pt2"
+    garbage.write_bytes(os.urandom(4096))
+    assert _main(tiny_workspace, garbage, out) == 2
+    assert "not a torch.export archive" in capsys.readouterr().err
+    assert _metrics(out)["status"] == "error"
+
+    truncated = tmp_path / "truncated.pt2"
+    truncated.write_bytes(exported["causal"].read_bytes()[:5000])
+    assert _main(tiny_workspace, truncated, out) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+    assert _main(tiny_workspace, tmp_path / "absent.pt2", out) == 2
+    assert "not found" in capsys.readouterr().err
+    assert _metrics(out)["status"] == "error"
+
+
+def test_archive_with_a_pickled_object_is_refused(exported, tmp_path):
+    bad = tmp_path / "pickled.pt2"
+    shutil.copy(exported["causal"], bad)
+    with zipfile.ZipFile(exported["causal"]) as z:
+        root = z.namelist()[0].split("/")[0]
+    with zipfile.ZipFile(bad, "a") as z:
+        z.writestr(f"{root}/data/constants/opaque_obj_0", b"cos\nsystem\n(S'echo hi'\ntR.")
+    with pytest.raises(EvalInputError, match="pickled Python object"):
+        load_program(bad)
+
+
+def test_graph_calling_python_is_refused():
+    graph = torch.fx.Graph()
+    graph.placeholder("x")
+    graph.output(graph.call_function(os.getcwd, ()))  # any Python function, not an operator
+    with pytest.raises(EvalInputError, match="getcwd.*not a registered operator"):
+        check_graph(torch.fx.GraphModule(torch.nn.Module(), graph))
+
+
+def test_missing_validation_data_exits_2(workspace_copy, exported, tmp_path, capsys):
+    data = data_dir_of(workspace_copy)
+    shutil.rmtree(data / "val")
+    # The seal notices first: the val files it lists are gone. Without a seal, the data check.
+    out = tmp_path / "metrics.json"
+    (data / "seal.json").unlink()
+    assert evaluate.main(["--model", str(exported["causal"]), "--data-dir", str(data),
+                          "--out", str(out), "--profile", "tiny"]) == 2
+    assert "no seal" in capsys.readouterr().err
+    assert evaluate.main(["--model", str(exported["causal"]), "--data-dir",
+                          str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert _metrics(out)["status"] == "error"
+
+
+def test_tampered_evaluator_code_is_refused(workspace_copy, exported, tmp_path):
+    probes = workspace_copy / "eval_frozen" / "probes.py"
+    # The cheat an agent would want: every probe passes.
+    probes.write_text(probes.read_text().replace('"passed": all(', '"passed": True or all('))
+    out = tmp_path / "metrics.json"
+    proc = run_evaluator(workspace_copy, exported["noncausal"], out)
+    assert proc.returncode == 1
+    m = _metrics(out)
+    assert m["status"] == "rejected" and m["val_bpb"] is None
+    assert m["reason"] == "seal_broken: changed eval_frozen/probes.py"
+
+
+def test_changed_validation_shard_is_refused(workspace_copy, exported, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shard = data_dir_of(workspace_copy) / "val" / "shard_00000.parquet"
+    table = pq.read_table(shard)
+    easy = pa.table({"name": table.column("name"),
+                     "text": pa.array(["the the the"] * table.num_rows)})
+    pq.write_table(easy, shard)  # an easier validation set would lower anyone's val_bpb
+    out = tmp_path / "metrics.json"
+    assert evaluate.main(["--model", str(exported["causal"]), "--data-dir",
+                          str(data_dir_of(workspace_copy)), "--out", str(out)]) == 1
+    m = _metrics(out)
+    assert m["status"] == "rejected"
+    assert m["reason"] == "seal_broken: changed val/shard_00000.parquet"

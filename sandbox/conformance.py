@@ -223,15 +223,14 @@ def frozen_write_voids_result(backend: SandboxBackend, config: WorkspaceConfig) 
     r = _attack(
         backend,
         config,
-        WELL_BEHAVED
-        + """
-try:
-    with open("eval_frozen/evaluate.py", "a") as f:
-        f.write("# tampered\\n")
-    print("WRITE_OK", flush=True)
-except OSError as e:
-    print("WRITE_BLOCKED", e, flush=True)
-""",
+        """
+        try:
+            with open("eval_frozen/evaluate.py", "a") as f:
+                f.write("# tampered\\n")
+            print("WRITE_OK", flush=True)
+        except OSError as e:
+            print("WRITE_BLOCKED", e, flush=True)
+        """,
         "void",
     )
     log = _log(r)
@@ -263,21 +262,27 @@ def val_not_in_view(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOu
 
 
 def val_unreachable_by_path(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    """Not even the workspace's own path to the validation split shows its files."""
     val = config.data_path("tiny") / "val"
+    assert any(val.iterdir()), f"control: {val} has files on the host"
     r = _attack(
         backend,
         config,
-        f'''
+        f"""
         import os
         try:
-            print("VAL_READ", os.listdir("{val}"), flush=True)
+            print("VAL_FILES", sum(len(f) for _, _, f in os.walk("{val}", onerror=print)))
+            print("VAL_FILES", len(os.listdir("{val}")), flush=True)
         except OSError as e:
             print("VAL_UNREACHABLE", e, flush=True)
-        ''',
+        """,
         "valpath",
     )
     log = _log(r)
-    return CheckOutcome("VAL_UNREACHABLE" in log and "VAL_READ" not in log, log.strip()[-200:])
+    counts = [int(n) for n in re.findall(r"VAL_FILES (\d+)", log)]
+    return CheckOutcome(
+        ("VAL_UNREACHABLE" in log or counts) and not any(counts), log.strip()[-200:]
+    )
 
 
 def fork_bomb_stopped(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:

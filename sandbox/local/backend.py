@@ -1,15 +1,17 @@
 """LocalBackend: a subprocess per step, contained as far as this machine allows.
 
-Always: its own process group and temporary view folder, rlimits (address space, file
-size, CPU time, processes), a scrubbed environment, the validation split absent from
-the training step's view, and a wall-clock kill from outside. Where the kernel allows
-(probed, see `isolation`): user/network/pid namespaces (no network, host processes
-hidden, the whole tree dies with the step) and a pids cgroup (the process limit holds
-even for root, and the sandbox kills every process the step left).
+Always: its own process group and view folder (symlinks to exactly what the step
+mounts), rlimits (private writable memory, file size, CPU time, processes), a scrubbed
+environment, the validation split absent from the training step's view, and a
+wall-clock kill from outside. Where the kernel allows (probed, see `isolation`): user,
+network, pid and mount namespaces (no network; host processes hidden; the tree dies with
+the step; the workspace and staged code read-only and the validation split covered by an
+empty tmpfs even by absolute path) and a pids cgroup (the process limit holds for root
+too, and the sandbox kills whatever the step left).
 
-Not given, and named in the conformance suite: read-only frozen code (a write is
-caught afterwards by the frozen-file check and voids the experiment), a hard memory cap
-for memory that is mapped but not touched, hiding files reachable by absolute path.
+Not given, named in the conformance suite and the doctor: per-experiment GPU selection,
+a non-root user when labwarden runs as root, and a cap on touched memory (RLIMIT_DATA
+counts memory reserved for writing, so it stops a bomb but is no cgroup).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class LocalBackend(SandboxBackend):
                 ],
                 hidden=[p.resolve() for p in step.hide],
                 writable=[m.source.resolve() for m in step.mounts if not m.read_only],
+                cwd=view / step.workdir,
             )
             argv = [*prefix, "/bin/sh", "-c", script, "labwarden-step", *argv]
         else:
@@ -144,7 +147,7 @@ class LocalBackend(SandboxBackend):
                 pids_cgroup_root() is not None or os.geteuid() != 0,
                 "pids cgroup" if pids_cgroup_root() else "RLIMIT_NPROC (ignored for root)",
             ),
-            ("memory limit", True, "RLIMIT_AS (address space)"),
+            ("memory limit", True, "RLIMIT_DATA (private writable memory)"),
             ("wall-clock budget", True, "process group killed from outside"),
             ("validation split not in training view", True, "not linked into the step's view"),
             (

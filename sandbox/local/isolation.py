@@ -50,7 +50,7 @@ def has_mount_namespace(prefix: tuple[str, ...]) -> bool:
     return "--mount-proc" in prefix
 
 
-def mount_script(read_only: list[Path], hidden: list[Path], writable: list[Path]) -> str:
+def mount_script(read_only: list[Path], hidden: list[Path], writable: list[Path], cwd: Path) -> str:
     """A shell prologue, run inside the new mount namespace before the step's command:
     read-only binds over what must not change, empty tmpfs over what must not be read,
     then writable binds back over the step's output folders."""
@@ -66,6 +66,9 @@ def mount_script(read_only: list[Path], hidden: list[Path], writable: list[Path]
     for path in dict.fromkeys(writable):
         q = shlex.quote(str(path))
         lines.append(f"mount --bind {q} {q}; mount -o remount,bind,rw {q}")
+    # The working folder was entered before these mounts: enter it again, by path, or
+    # relative writes would still reach the writable file system underneath.
+    lines.append(f"cd {shlex.quote(str(cwd))}")
     lines.append('exec "$@"')
     return "\n".join(lines)
 
@@ -151,7 +154,7 @@ def set_rlimits(limits: Limits, time_limit_s: float) -> None:
     mb = 1024 * 1024
     cpu = int(time_limit_s * (os.cpu_count() or 1)) + 60
     for what, value in (
-        (resource.RLIMIT_AS, limits.memory_mb * mb),
+        (resource.RLIMIT_DATA, limits.memory_mb * mb),
         (resource.RLIMIT_FSIZE, limits.file_size_mb * mb),
         (resource.RLIMIT_CPU, cpu),
         (resource.RLIMIT_CORE, 0),

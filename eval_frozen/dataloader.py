@@ -9,6 +9,7 @@ sandbox). Everything else in eval_frozen is private to the evaluator and prepare
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,8 +39,10 @@ def load_tokenizer(data_dir: str | Path) -> Tokenizer:
 
 
 def _train_docs(train_dir: Path, tok: Tokenizer) -> Iterator[list[int]]:
+    # tiktoken releases the GIL: one thread per core keeps a GPU fed.
+    threads = max(1, min(16, os.cpu_count() or 1))
     for texts in iter_texts(train_dir):
-        yield from tok.encode_batch(texts)
+        yield from tok.encode_batch(texts, num_threads=threads)
 
 
 def train_batches(data_dir: str | Path, batch_size: int, seq_len: int,
@@ -49,6 +52,7 @@ def train_batches(data_dir: str | Path, batch_size: int, seq_len: int,
     Rows are BOS-aligned (see `eval_frozen.packing`), read in shard order; `epoch` counts
     passes over the train split from 1. Raises EvalInputError if the train split is missing.
     """
+    import numpy as np
     import torch
 
     data_dir = Path(data_dir)
@@ -68,7 +72,8 @@ def train_batches(data_dir: str | Path, batch_size: int, seq_len: int,
             rows.append(row)
             if len(rows) == batch_size:
                 produced = True
-                batch = torch.tensor(rows, dtype=torch.int64)
+                # via numpy: ten times faster than torch.tensor on nested lists
+                batch = torch.from_numpy(np.array(rows, dtype=np.int64))
                 rows = []
                 if pin:
                     batch = batch.pin_memory().to(device, non_blocking=True)

@@ -55,8 +55,10 @@ def resolve_data_dir(data_dir: str | None, workspace: str | None, profile: str) 
     return root / DATA_SUBDIR / profile
 
 
-def _count_val_rows(data_dir: Path, tok: _tokenizer.Tokenizer, profile: Profile) -> tuple[int, int]:
-    """(validation tokens, full rows of seq_len + 1), stopping once the evaluator has enough."""
+def _count_val_rows(data_dir: Path, tok: _tokenizer.Tokenizer, profile: Profile,
+                    limit_tokens: int = 20_000_000) -> tuple[int, int]:
+    """(validation tokens with BOS, full rows of seq_len + 1); a big split is counted only
+    until the evaluator has its rows and `limit_tokens` were seen."""
     tokens = 0
     rows = 0
 
@@ -69,7 +71,7 @@ def _count_val_rows(data_dir: Path, tok: _tokenizer.Tokenizer, profile: Profile)
 
     for _ in pack_rows(docs(), profile.seq_len + 1, tok.bos_id):
         rows += 1
-        if rows >= profile.eval_rows:
+        if rows >= profile.eval_rows and tokens >= limit_tokens:
             break
     return tokens, rows
 
@@ -130,12 +132,13 @@ def prepare(profile: Profile, data_dir: Path, source_spec: str | None = None,
         "source": asdict(info),
         "fingerprint": fingerprint,
         "train_tokens": train_tokens,
-        "val_tokens_counted": val_tokens,
+        "val_tokens": val_tokens,
+        "val_rows": val_rows,
     }
     atomic_write_bytes(meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
     sealed = _seal.write(data_dir, profile.name)
     log(f"prepare: {profile.name} ready in {time.perf_counter() - t0:.1f}s at {data_dir} "
-        f"(train {train_tokens} tokens, val >= {val_tokens} tokens, "
+        f"(train {train_tokens} tokens, val {val_tokens} tokens, "
         f"seal {sealed['seal_hash'][:16]})")
     return meta
 

@@ -1,0 +1,104 @@
+"""`labwarden try` end to end, and the Docker-only behaviours: GPU refusal, image reuse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agents.cli import main
+
+
+@pytest.fixture(scope="module")
+def try_workspace(tiny_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = tmp_path_factory.mktemp("try") / "ws"
+    shutil.copytree(tiny_workspace, ws, ignore=shutil.ignore_patterns("runs", "*.sqlite*"))
+    return ws
+
+
+def _try(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    code = main(["try", *args, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_blocked_patch_exits_1_without_running(
+    try_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    patch = tmp_path / "p.diff"
+    patch.write_text(
+        "--- a/eval_frozen/evaluate.py\n+++ b/eval_frozen/evaluate.py\n@@ -1 +1 @@\n-x\n+y\n"
+    )
+    runs = try_workspace / ".labwarden" / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    code, out = _try(capsys, str(patch), "--backend", "local", "--workspace", str(try_workspace))
+    assert code == 1 and out["result"] is None
+    assert out["guards"]["verdict"] == "blocked"
+    assert (set(runs.iterdir()) if runs.exists() else set()) == before
+
+
+def test_missing_patch_file_is_exit_2(
+    try_workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["try", "/nonexistent.diff", "--workspace", str(try_workspace)]) == 2
+    assert "cannot read patch" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_baseline_same_on_both_backends(
+    try_workspace: Path,
+    docker_engine,  # noqa: ANN001
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same unmodified trainer scores the same inside a container and out."""
+    scores = {}
+    for backend in ("local", "docker"):
+        code, out = _try(
+            capsys, "--backend", backend, "--time-budget", "2", "--workspace", str(try_workspace)
+        )
+        result = out["result"]
+        assert code == 0, f"{backend}: {result['status']} {result['reason']}\n{result['log_tail']}"
+        assert result["metrics"]["status"] == "scored"
+        scores[backend] = result["val_bpb"]
+    # Training stops on wall time, so step counts may differ a little between runs.
+    assert scores["local"] == pytest.approx(scores["docker"], rel=0.05), scores
+
+
+@pytest.mark.docker
+def test_gpu_request_without_nvidia_runtime_names_the_toolkit(
+    docker_engine, tmp_path: Path
+) -> None:  # noqa: ANN001
+    from sandbox.backend import Mount, StepSpec
+    from sandbox.docker import DockerBackend, prereqs
+    from sandbox.errors import SandboxUnavailable
+
+    if prereqs.has_nvidia_runtime(docker_engine):
+        pytest.skip("this engine has an NVIDIA runtime: the refusal cannot happen here")
+    backend = DockerBackend(client=docker_engine)
+    backend.setup()
+    step = StepSpec(
+        name="gpu",
+        argv=("true",),
+        env={},
+        mounts=(Mount(tmp_path, "ws"),),
+        workdir="ws",
+        time_limit_s=10,
+        log_path=tmp_path / "log",
+        gpus="all",
+    )
+    with pytest.raises(SandboxUnavailable) as info:
+        backend.run_step(step)
+    assert "NVIDIA Container Toolkit" in str(info.value) and "\n" not in str(info.value)
+    assert not docker_engine.containers.list(all=True, filters={"label": "labwarden.step=gpu"})
+
+
+@pytest.mark.docker
+def test_image_is_reused_when_inputs_match(docker_engine) -> None:  # noqa: ANN001
+    from sandbox.docker.images import INPUTS_LABEL, OFFLINE_TAG, build_offline, offline_inputs_hash
+
+    logs: list[str] = []
+    assert build_offline(docker_engine, log=logs.append) == OFFLINE_TAG
+    assert logs == [f"{OFFLINE_TAG} is up to date ({INPUTS_LABEL}={offline_inputs_hash()})"]

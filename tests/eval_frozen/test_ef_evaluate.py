@@ -6,6 +6,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -160,3 +162,43 @@ def test_changed_validation_shard_is_refused(workspace_copy, exported, tmp_path,
     m = _metrics(out)
     assert m["status"] == "rejected"
     assert m["reason"] == "seal_broken: changed val/shard_00000.parquet"
+
+
+class _Touch:
+    """Unpickling this creates a file: the stand-in for arbitrary code in a model file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_pickle_payload_in_model_file_never_runs(exported, tmp_path):
+    import io
+
+    src = exported["causal"]
+    evil = tmp_path / "evil.pt2"
+    marker = tmp_path / "payload_ran"
+    payload = io.BytesIO()
+    torch.save(_Touch(marker), payload)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(evil, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("sample_inputs/model.pt"):
+                data = payload.getvalue()
+            zout.writestr(info, data)
+
+    # Plain torch.export.load falls back to a full unpickle and runs the payload...
+    load = "import sys, torch; torch.export.load(sys.argv[1])"
+    proc = subprocess.run([sys.executable, "-c", load, str(evil)],
+                          capture_output=True, text=True, timeout=300)
+    if not marker.exists():
+        pytest.skip(f"this torch does not unpickle sample inputs unsafely: {proc.stderr[-200:]}")
+    marker.unlink()
+    # ...the evaluator's loader refuses the file and the payload does not run.
+    with pytest.raises(EvalInputError, match="cannot load"):
+        load_program(evil)
+    assert not marker.exists()

@@ -168,7 +168,8 @@ def _fill_experiments(data: ReportData, rows: list[dict[str, Any]]) -> None:
             seconds=seconds,
             tokens=tokens or None,
             cost_usd=_num(r.get("cost_usd")),
-            agent=str(r.get("agent_model") or r.get("agent") or ""),
+            agent=str(r.get("agent") or ""),
+            model=str(r.get("agent_model") or ""),
             reason=str(r.get("reason") or ""),
             created_at=_when(r.get("created_at")),
         ))
@@ -221,20 +222,22 @@ def _merge_attempts(audit: list[Attempt], rows: list[dict[str, Any]]) -> list[At
     return out
 
 
-# Stops that are not guard rules, explained for the page's rule groups.
+# Stops that are not guard rules, explained for the page's rule groups. The research loop
+# records them in the audit trail as `runtime.<kind>`; rows only the ledger knows get the
+# short names.
+_REVIEW = ("The reviewer agent read the diff and the guard findings and rejected it. An LLM "
+           "can add a rejection but never overrule a deterministic block.")
+_PROBE = ("The frozen evaluator refused to score the model: a probe failed (causality, logits "
+          "shape or vocabulary, finite values).")
+_SANDBOX = ("The sandbox saw a rule broken at run time (a frozen file changed, the budget "
+            "overrun); the metric is void.")
 LEDGER_RULES = (
-    Rule("reviewer", "review", "reviewer agent",
-         "The reviewer agent read the diff and the guard findings and rejected it. An LLM can "
-         "add a rejection but never overrule a deterministic block."),
-    Rule("evaluator-probe", "block", "eval_frozen",
-         "The frozen evaluator refused to score the model: a probe failed (causality, logits "
-         "shape or vocabulary, finite values)."),
-    Rule("sandbox-violation", "block", "sandbox",
-         "The sandbox saw a rule broken at run time (a frozen file changed, the budget "
-         "overrun); the metric is void."),
-    Rule("runtime.rejected", "block", "eval_frozen",
-         "The frozen evaluator refused to score the model: a probe failed (causality, logits "
-         "shape or vocabulary, finite values)."),
+    Rule("runtime.review", "review", "reviewer agent", _REVIEW),
+    Rule("runtime.evaluator", "block", "eval_frozen", _PROBE),
+    Rule("runtime.sandbox", "block", "sandbox", _SANDBOX),
+    Rule("reviewer", "review", "reviewer agent", _REVIEW),
+    Rule("evaluator-probe", "block", "eval_frozen", _PROBE),
+    Rule("sandbox-violation", "block", "sandbox", _SANDBOX),
 )
 RUNTIME = ("runtime.", "sandbox",
            "Seen at run time by the sandbox or the evaluator, not in the patch text; the "

@@ -35,7 +35,9 @@ class Experiment:
     """LLM tokens spent on it (input + output); None when no LLM was used."""
     cost_usd: float | None = None
     agent: str = ""
-    """Who proposed it: 'tuner', 'scripted', or an LLM model id."""
+    """Who proposed it: 'tuner', 'scripted', 'anthropic'."""
+    model: str = ""
+    """The model(s) behind it, as the ledger recorded them (e.g. 'planner=..., coder=...')."""
     reason: str = ""
     """One line: why it crashed, was blocked or rejected."""
     created_at: str = ""

@@ -145,7 +145,9 @@ def _row(i: int, e: Experiment) -> str:
         f"{_num_cell(e.seconds, _fmt(e.seconds, 1))}"
         f"{_num_cell(e.tokens, f'{e.tokens:,}' if e.tokens else '')}"
         f"{_num_cell(e.cost_usd, f'{e.cost_usd:.4f}' if e.cost_usd else '')}"
-        f'<td data-sort="{_e(e.agent)}">{_e(e.agent)}</td></tr>'
+        f'<td data-sort="{_e(e.agent)}">{_e(e.agent)}'
+        + (f'<div class="model">{_e(e.model)}</div>' if e.model and e.model != e.agent else "")
+        + "</td></tr>"
     )
 
 
@@ -313,6 +315,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.hyp{max-width:420px;overflow-wrap:anywhere}
 tr.st-discard td{color:var(--muted)}
 .reason{color:var(--crash);font-size:12px}
+.model{color:var(--muted);font-size:11px;max-width:220px;overflow-wrap:anywhere}
 .badge{display:inline-block;border-radius:10px;padding:0 7px;font-size:12px;color:#fff;
 background:var(--muted)}
 .b-keep{background:var(--keep)}.b-discard{background:var(--discard)}

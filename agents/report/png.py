@@ -78,8 +78,11 @@ def _draw(ax, s, data: ReportData) -> None:  # noqa: ANN001 - matplotlib types a
     for p in s.points:
         if p.status == "keep" and p.y is not None and not p.clipped:
             text = p.label.split(": ", 1)[1] if ": " in p.label else p.label
-            ax.annotate(text[:40], (p.x, p.y), xytext=(6, 6), textcoords="offset points",
-                        fontsize=8, color=COLORS["keep"], rotation=20)
+            left = p.x > 0.7 * s.x_max  # near the right edge: label to the left, not cut off
+            ax.annotate(text[:40], (p.x, p.y), xytext=(-6 if left else 6, 6),
+                        textcoords="offset points", ha="right" if left else "left",
+                        fontsize=8, color=COLORS["keep"], rotation=-20 if left else 20,
+                        rotation_mode="anchor")
     ax.set_ylim(lane - span * 0.04, s.y_hi)
     ticks = [t for t in ax.get_yticks() if s.y_lo <= t <= s.y_hi]
     ax.set_yticks([lane, *ticks], ["no score", *(f"{t:g}" for t in ticks)])

@@ -86,22 +86,20 @@ def _range(ys: list[float], minimize: bool) -> tuple[float, float]:
     """Cover the values that matter; a diverged run (bpb 9 among 2.1s) is clipped, not scaled to.
 
     For a minimized metric the interesting side is the low one: keep every value below the
-    median and at most three times the median-to-min spread above it (and symmetrically
-    when maximizing).
+    median, and above it at most three times the median-to-min spread or 10% of the median,
+    whichever is larger (so a handful of near-identical baselines does not clip an ordinary
+    discard); symmetrically when maximizing.
     """
     if not ys:
         return 0.0, 1.0
     s = sorted(ys)
     lo, hi = s[0], s[-1]
     med = s[len(s) // 2]
+    floor = 0.1 * abs(med)
     if minimize:
-        spread = med - lo
-        if spread > 0:
-            hi = min(hi, med + 3 * spread)
+        hi = min(hi, med + max(3 * (med - lo), floor))
     else:
-        spread = hi - med
-        if spread > 0:
-            lo = max(lo, med - 3 * spread)
+        lo = max(lo, med - max(3 * (hi - med), floor))
     if hi - lo < 1e-9:
         pad = max(abs(hi) * 0.01, 1e-3)
         return lo - pad, hi + pad

@@ -235,7 +235,7 @@ def write_audit(state: Path) -> None:
             "eval_frozen/ is frozen: nobody edits the evaluator at research time")],
             ["eval_frozen/evaluate.py"]), PATCH_EVAL, "ws", meta(None, ""))
         audit.record_violation(
-            workspace="ws", kind="rejected", message="causality probe failed at token 17",
+            workspace="ws", kind="evaluator", message="causality probe failed at token 17",
             meta=meta("exp-011", "let attention see the whole sequence"),
             log_tail="probe: logits before j changed when token j was perturbed",
             patch_text=PATCH_NOMASK)

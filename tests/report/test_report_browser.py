@@ -45,7 +45,7 @@ def test_report_renders_cleanly_in_chromium(night_workspace, browser, artifacts,
     # Groups by blocking rule (a note never makes a group); the reviewer's rejection comes
     # from the ledger, the others from the audit trail, the CLI check included.
     assert sorted(rules) == ["introspection.frames", "metric.spoof", "paths.protected", "reviewer",
-                             "runtime.rejected", "time.budget"]
+                             "runtime.evaluator", "time.budget"]
     marked = browser.evaluate(
         "Array.from(document.querySelectorAll("
         "'.rule[data-rule=\"time.budget\"] .ln.mark')).map(l => l.textContent)")

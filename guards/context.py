@@ -9,7 +9,7 @@ moved code does not either.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,28 @@ from guards.patch import FileChange, Patch
 from guards.pyast import PyModule
 from guards.settings import GuardSettings
 from labwarden.config import WorkspaceConfig
+
+# Parsed files and scan results are pure functions of their inputs; an agent loop checks
+# many patches against the same base file, so the "before" side is nearly always cached.
+_MODULES: OrderedDict[tuple[str, str], PyModule | str] = OrderedDict()
+_SCANS: OrderedDict[tuple[object, ...], list[Hit]] = OrderedDict()
+_MAX_MODULES, _MAX_SCANS = 64, 4096
+
+
+def parse_cached(text: str, path: str) -> PyModule | str:
+    """The PyModule for `text`, or the syntax error message (LRU-cached)."""
+    key = (path, text)
+    if key in _MODULES:
+        _MODULES.move_to_end(key)
+        return _MODULES[key]
+    try:
+        value: PyModule | str = PyModule(text, path)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        value = f"{e.__class__.__name__}: {e}"
+    _MODULES[key] = value
+    if len(_MODULES) > _MAX_MODULES:
+        _MODULES.popitem(last=False)
+    return value
 
 
 @dataclass(frozen=True)
@@ -58,11 +80,12 @@ class FileState:
             text = self.before if which == "before" else self.after
             mod = None
             if self.is_python and text is not None:
-                try:
-                    mod = PyModule(text, self.path)
-                except (SyntaxError, ValueError, RecursionError) as e:
+                parsed = parse_cached(text, self.path)
+                if isinstance(parsed, str):
                     if which == "after":
-                        self.syntax_error = f"{e.__class__.__name__}: {e}"
+                        self.syntax_error = parsed
+                else:
+                    mod = parsed
             self._py[which] = mod
         return self._py[which]
 
@@ -78,6 +101,8 @@ class CheckContext:
         self.patch = patch
         self.files = files
         self._cache: dict[tuple[str, str], list[Hit]] = {}
+        self.fingerprint = repr((settings, config.root, config.editable, config.frozen,
+                                 config.hidden, config.state_dir, config.metric))
 
     @property
     def root(self) -> Path:
@@ -92,8 +117,17 @@ class CheckContext:
              scanner: Callable[[PyModule], list[Hit]]) -> list[Hit]:
         cache_key = (f"{key}:{which}", state.path)
         if cache_key not in self._cache:
-            mod = state.python(which)
-            self._cache[cache_key] = scanner(mod) if mod is not None else []
+            text = state.before if which == "before" else state.after
+            shared = (key, state.path, text, self.fingerprint)
+            if shared in _SCANS:
+                _SCANS.move_to_end(shared)
+                self._cache[cache_key] = _SCANS[shared]
+            else:
+                mod = state.python(which)
+                hits = scanner(mod) if mod is not None else []
+                self._cache[cache_key] = _SCANS[shared] = hits
+                if len(_SCANS) > _MAX_SCANS:
+                    _SCANS.popitem(last=False)
         return self._cache[cache_key]
 
     def diff_hits(self, key: str, scanner: Callable[[PyModule], list[Hit]]) -> list[

@@ -48,7 +48,7 @@ _LAZY_DECODERS = {
     "urllib.parse.unquote_plus": ("urllib.parse", "unquote_plus"),
     "html.unescape": ("html", "unescape"),
 }
-_STR_METHODS = frozenset({
+STR_METHODS = _STR_METHODS = frozenset({
     "join", "decode", "encode", "replace", "lower", "upper", "strip", "lstrip", "rstrip",
     "format", "swapcase", "title", "capitalize", "removeprefix", "removesuffix", "zfill",
     "casefold", "center", "ljust", "rjust", "split", "rsplit", "translate", "hex",
@@ -60,6 +60,8 @@ _BUILTINS: dict[str, Callable[..., Any]] = {
         reversed(x)), "builtins.sorted": sorted, "builtins.hex": hex, "builtins.abs": abs,
     "str.join": str.join, "str.maketrans": str.maketrans, "builtins.str.maketrans": str.maketrans,
 }
+FOLDABLE_CALLS = frozenset({*_DECODERS, *_LAZY_DECODERS, *_BUILTINS, "builtins.range",
+                            "builtins.map"})
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
     ast.Mod: lambda a, b: a % b, ast.FloorDiv: lambda a, b: a // b,

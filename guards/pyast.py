@@ -340,12 +340,22 @@ class PyModule:
                 v = node.value
                 out.append(StringValue(v.decode("latin-1") if isinstance(v, bytes) else v, node))
             elif isinstance(node, ast.JoinedStr | ast.BinOp | ast.Call | ast.Subscript):
-                if isinstance(node, ast.BinOp | ast.Call | ast.Subscript) and not _has_const(node):
+                if not isinstance(node, ast.JoinedStr) and not self._may_fold(node):
                     continue
                 v = self.fold_str(node)
                 if v is not None:
                     out.append(StringValue(v, node))
         return out
+
+    def _may_fold(self, node: ast.AST) -> bool:
+        """Cheap pre-filter: could this expression build a string from constants?"""
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Attribute) and f.attr in fold.STR_METHODS:
+                return True
+            q = self.qual(f)
+            return q is not None and q in fold.FOLDABLE_CALLS
+        return _has_const(node)
 
     # -- locations --------------------------------------------------------------------------
     def stmt_of(self, node: ast.AST) -> ast.AST:
@@ -362,6 +372,16 @@ class PyModule:
                 chain.append(header(cur))
             cur = self.parents.get(cur)
         return tuple(reversed(chain))
+
+    def statement_text(self, node: ast.AST) -> str:
+        """The source of the statement holding `node` (just the header for a block)."""
+        stmt = self.stmt_of(node)
+        if isinstance(stmt, _CONTROL) or isinstance(stmt, ast.Try | ast.Match):
+            return header(stmt)
+        try:
+            return ast.unparse(stmt)
+        except Exception:  # odd nodes: fall back to the node type
+            return type(stmt).__name__
 
     def line_text(self, lineno: int) -> str:
         if 1 <= lineno <= len(self.lines):
@@ -386,6 +406,6 @@ def header(node: ast.AST) -> str:
 
 def _has_const(node: ast.AST) -> bool:
     for sub in ast.walk(node):
-        if isinstance(sub, ast.Constant) and isinstance(sub.value, str | bytes | int):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str | bytes):
             return True
     return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from functools import lru_cache
 
 
 def qual_matches(qual: str, pattern: str) -> bool:
@@ -13,7 +13,9 @@ def qual_matches(qual: str, pattern: str) -> bool:
     return qual == pattern or qual.startswith(pattern + ".")
 
 
-def first_match(qual: str, patterns: Iterable[str]) -> str | None:
+@lru_cache(maxsize=65536)
+def first_match(qual: str, patterns: tuple[str, ...]) -> str | None:
+    """The first pattern `qual` matches (memoised: rules ask the same questions a lot)."""
     for p in patterns:
         if qual_matches(qual, p):
             return p

@@ -29,10 +29,12 @@ class AstRule(Rule):
         def scanner(mod: PyModule) -> list[Hit]:
             return self.scan(mod, context)
 
+        # The key names this very rule object: two plugins may share an id across registries.
+        key = f"{self.id}@{type(self).__qualname__}@{id(self)}"
         out = [context.finding(self.id, self.severity, s, h)
-               for s, h in context.diff_hits(self.id, scanner)]
+               for s, h in context.diff_hits(key, scanner)]
         if self.report_lost:
-            for s, h in context.lost_hits(self.id, scanner):
+            for s, h in context.lost_hits(key, scanner):
                 f = context.finding(self.id, self.severity, s, h, lost=True)
                 out.append(Finding(f.rule_id, f.severity, f.file, f.line,
                                    f"(removed) {h.evidence}"[:300], h.message))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import re
 from pathlib import PurePosixPath
@@ -54,4 +55,11 @@ class DependencyRule(AstRule):
             if _INSTALL.search(sv.value):
                 out.append(hit(mod, sv.node, f"the string {sv.value[:60]!r} installs packages.",
                                "string", sv.value))
+        for node in mod.nodes:  # argv lists: ["uv", "pip", "install", ...]
+            if isinstance(node, ast.List | ast.Tuple) and node.elts and all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+                argv = " ".join(e.value for e in node.elts)  # type: ignore[attr-defined]
+                if _INSTALL.search(argv):
+                    out.append(hit(mod, node, f"the command {argv[:60]!r} installs packages.",
+                                   "argv", argv))
         return out

@@ -116,7 +116,7 @@ class ExportRule(AstRule):
                 fn = ast.unparse(call.func)
                 out.append(hit(mod, call, f"the evaluator-facing call {fn}(...) "
                                "must stay exactly as it is, where it is.", "call",
-                               mod.context_chain(call)))
+                               mod.context_chain(call), mod.statement_text(call)))
         for node in mod.nodes:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and \
                     node.name in s.protected_functions:

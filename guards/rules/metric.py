@@ -54,5 +54,5 @@ class MetricSpoofRule(AstRule):
                 target = node.arg
             if target and target.lower() in names:
                 out.append(hit(mod, node, f"binds {target}, the evaluator's metric name.",
-                               "bind", target))
+                               "bind", target, mod.statement_text(node)))
         return out

@@ -1,0 +1,125 @@
+"""Guard check latency and audit writer throughput.
+
+    python benchmarks/guards.py [--iterations N] [--json]
+
+1. In-process time to check a typical patch (three edits: a hyperparameter, a schedule
+   line, a new helper) against a 600-line trainer with every built-in rule active:
+   median and p99 over N checks, each of a *different* patch against the same base (the
+   agent loop's shape: the base file's analysis is reused, the patch's side is not).
+   Also the cold figure (first check in a fresh process, imports excluded).
+2. Audit writer: patches recorded per second into a fresh WAL SQLite file.
+
+The 600-line file is our trainer padded with ordinary helper functions, so every rule
+sees realistic code. Target: median under 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def make_workspace(root: Path, lines: int = 600) -> str:
+    shutil.copy(REPO / "labwarden.toml", root / "labwarden.toml")
+    (root / "trainer").mkdir()
+    text = (REPO / "trainer" / "train.py").read_text()
+    pad, i, n = [], 0, len(text.splitlines())
+    while n < lines - 6:
+        pad.append(f"\n\ndef helper_{i}(x: torch.Tensor, scale: float = {i}.0) -> torch.Tensor:\n"
+                   f'    """Ordinary model code, {i}."""\n'
+                   f"    y = F.rms_norm(x, (x.size(-1),)) * scale\n"
+                   f"    return y + torch.tanh(y) / (1 + {i})\n")
+        i += 1
+        n += 6
+    anchor = "\n# " + "-" * 75 + "\n# Setup"
+    text = text.replace(anchor, "".join(pad) + anchor, 1)
+    (root / "trainer" / "train.py").write_text(text)
+    return text
+
+
+def typical_patch(base: str, k: int) -> str:
+    after = base.replace("LR = 0.02 ", f"LR = 0.0{k % 9 + 1} ")
+    after = after.replace("WARMDOWN_FRAC = 0.5 ", f"WARMDOWN_FRAC = 0.{k % 7 + 2} ")
+    after = after.replace(
+        "def lr_multiplier(progress: float) -> float:",
+        f"def ema(a: float, b: float, beta: float = 0.9{k}) -> float:\n"
+        '    """Exponential moving average step."""\n'
+        "    return beta * a + (1 - beta) * b\n\n\n"
+        "def lr_multiplier(progress: float) -> float:")
+    return "diff --git a/trainer/train.py b/trainer/train.py\n" + "".join(
+        difflib.unified_diff(base.splitlines(True), after.splitlines(True),
+                             "a/trainer/train.py", "b/trainer/train.py"))
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--audit-records", type=int, default=500)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from guards.audit import AuditStore
+    from guards.engine import build_registry, check_patch
+    from labwarden.config import load_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        base = make_workspace(root)
+        config = load_config(root)
+        registry = build_registry(config)
+        patches = [typical_patch(base, k) for k in range(args.iterations + 1)]
+        t = time.perf_counter()
+        first = check_patch(patches[0], config, registry=registry)
+        cold_ms = 1000 * (time.perf_counter() - t)
+        assert first.verdict == "passed", first.render()
+        times = []
+        for p in patches[1:]:
+            t = time.perf_counter()
+            check_patch(p, config, registry=registry)
+            times.append(1000 * (time.perf_counter() - t))
+
+        store = AuditStore(root / "audit.sqlite")
+        t = time.perf_counter()
+        for k in range(args.audit_records):
+            store.record(first, patches[k % len(patches)], str(root))
+        audit_rate = args.audit_records / (time.perf_counter() - t)
+        store.close()
+
+    result = {
+        "file_lines": len(base.splitlines()),
+        "rules": len(registry.rules),
+        "iterations": len(times),
+        "cold_first_check_ms": round(cold_ms, 2),
+        "median_ms": round(statistics.median(times), 2),
+        "p99_ms": round(pct(times, 0.99), 2),
+        "audit_patches_per_s": round(audit_rate, 1),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu, python {platform.python_version()}",
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:>22}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`labwarden guards` and `labwarden audit` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from guards_helpers import REPO, edit
+
+from agents.cli import main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agents.cli", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+
+
+def test_check_exit_codes_json_and_audit(workspace: Path, tmp_path: Path) -> None:
+    ok = tmp_path / "ok.patch"
+    ok.write_text(edit(workspace, "trainer/train.py", "LR = 0.02 ", "LR = 0.03 "))
+    bad = tmp_path / "bad.patch"
+    bad.write_text(edit(workspace, "trainer/train.py", "import math\n",
+                        "import math\nimport subprocess\n"))
+    r = _run("guards", "check", str(ok), "--workspace", str(workspace), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["verdict"] == "passed"
+    r = _run("guards", "check", str(bad), "--workspace", str(workspace), "--json",
+             "--experiment-id", "e1", "--hypothesis", "shell out")
+    assert r.returncode == 1
+    data = json.loads(r.stdout)
+    assert data["verdict"] == "blocked"
+    assert {"rule_id": "escape.process", "severity": "block", "file": "trainer/train.py",
+            "line": 20, "evidence": "import subprocess"}.items() <= data["findings"][0].items()
+    assert (workspace / ".labwarden" / "audit.sqlite").is_file()
+
+    r = _run("audit", "list", "--workspace", str(workspace), "--verdict", "blocked", "--json")
+    rows = json.loads(r.stdout)
+    assert [(x["experiment_id"], x["verdict"]) for x in rows] == [("e1", "blocked")]
+    r = _run("audit", "show", str(rows[0]["id"]), "--workspace", str(workspace))
+    assert r.returncode == 0
+    assert ">> +import subprocess    <-- escape.process" in r.stdout
+    r = _run("audit", "export", "--jsonl", "--workspace", str(workspace))
+    assert len(r.stdout.splitlines()) == 2
+
+
+def test_replay_shows_changed_verdicts(workspace: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    patch = tmp_path / "todo.patch"
+    patch.write_text(edit(workspace, "trainer/train.py", "LR = 0.02 ", "LR = 0.02 # TODO"))
+    assert main(["guards", "check", str(patch), "--workspace", str(workspace)]) == 0
+    with (workspace / "labwarden.toml").open("a") as fh:
+        fh.write('\n[[guards.rules]]\nid = "lab.no-todo"\nadded_regex = ["TODO"]\n')
+    capsys.readouterr()
+    assert main(["audit", "replay", "--workspace", str(workspace), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["was"], row["now"], row["changed"]) == ("passed", "blocked", True)
+    assert row["added_rules"] == ["lab.no-todo"]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage\n", b"\xff\xfe\x00binary",
+                                     b"--- a/x\n+++ b/x\n@@ -1,9 +1,9 @@\n-a\n"])
+def test_input_errors_exit_2_and_write_nothing(workspace: Path, tmp_path: Path,
+                                               content: bytes) -> None:
+    p = tmp_path / "in.patch"
+    p.write_bytes(content)
+    r = _run("guards", "check", str(p), "--workspace", str(workspace))
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "error" in r.stderr
+    assert not (workspace / ".labwarden").exists()
+
+
+def test_missing_patch_file_and_unknown_audit_id(workspace: Path) -> None:
+    r = _run("guards", "check", "/nonexistent.patch", "--workspace", str(workspace))
+    assert r.returncode == 2 and "not found" in r.stderr
+    r = _run("audit", "show", "99", "--workspace", str(workspace))
+    assert r.returncode == 2
+
+
+def test_list_shows_rules_with_source_and_severity(workspace: Path) -> None:
+    r = _run("guards", "list", "--workspace", str(workspace), "--json")
+    rules = {x["id"]: x for x in json.loads(r.stdout)["rules"]}
+    assert rules["time.budget"]["source"] == "builtin"
+    assert rules["seed.fishing"]["severity"] == "review"
+    assert rules["guards.error"]["source"] == "core"
+    assert len(rules) >= 25
+
+
+def test_check_imports_nothing_heavy() -> None:
+    code = ("import sys; from agents.cli import main; "
+            "rc = main(['guards', 'check', 'tests/guards/corpus/legit/lr_increase.patch', "
+            "'--no-audit']); "
+            "heavy = [m for m in ('torch', 'langgraph', 'docker', 'anthropic', 'numpy') "
+            "if m in sys.modules]; print(rc, heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                       timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "0 []", r.stdout + r.stderr

@@ -42,7 +42,13 @@ from eval_frozen import seal as _seal
 from eval_frozen import tokenizer as _tokenizer
 from eval_frozen.errors import EvalInputError
 from eval_frozen.packing import pack_rows
-from eval_frozen.probes import Forward, batch_probe, causality_probe, run_forward
+from eval_frozen.probes import (
+    Forward,
+    batch_probe,
+    causality_probe,
+    consistency_probe,
+    run_forward,
+)
 from eval_frozen.profiles import Profile, get_profile
 from eval_frozen.shards import iter_texts, list_shards
 
@@ -126,9 +132,10 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
         t0 = time.perf_counter()
         n_probe = max(2, profile.probe_rows)
         probe_x = rows[:n_probe, :-1].to(device)
+        reference = run_forward(forward, probe_x, V)
         result.probes.append(causality_probe(
             forward, probe_x, _probe_positions(profile), vocab_size=V, bos_id=tok.bos_id,
-            tolerance=profile.probe_tolerance))
+            tolerance=profile.probe_tolerance, base=reference))
         result.probes.append(batch_probe(
             forward, rows[: max(4, n_probe), :-1].to(device), vocab_size=V, bos_id=tok.bos_id,
             tolerance=profile.probe_tolerance))
@@ -149,11 +156,20 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
             batch = rows[i : i + B].to(device)
             x, y = batch[:, :-1], batch[:, 1:]
             logits = run_forward(forward, x, V)
+            if i == 0:
+                # The probes ran on small batches; the score on big ones. A model that acts
+                # differently by batch size (causal only when probed) shows it here.
+                result.probes.append(consistency_probe(
+                    reference, logits[:n_probe], tolerance=profile.probe_tolerance))
             ce = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1), reduction="none")
             b = token_bytes[y.reshape(-1)]
             nats += (ce.double() * (b > 0)).sum()
             nbytes += b.sum()
         elapsed = time.perf_counter() - t0
+    if not result.probes[-1]["passed"]:
+        result.status = "rejected"
+        result.reason = f"probe_failed: batch_consistency ({_probe_detail(result.probes[-1])})"
+        return result
     total_bytes = int(nbytes)
     if total_bytes == 0:
         raise EvalInputError("the validation rows hold no text bytes.")
@@ -166,6 +182,9 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
 
 
 def _probe_detail(p: dict) -> str:
+    if p["name"] == "batch_consistency":
+        return (f"logits of the same rows moved by {p['max_change']:.3g} between batch sizes "
+                f"{p['batch_sizes'][0]} and {p['batch_sizes'][1]}")
     if p["name"] == "causality":
         bad = [r for r in p["positions"] if not r["ok"]]
         return (f"changing token {bad[0]['j']} moved earlier logits by "
@@ -268,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
     except (EvalInputError, ValueError) as e:
         result = EvalResult(status="error", reason=str(e), profile=args.profile or "",
                             model=str(args.model))
-        print(f"evaluate: error: {e}", file=sys.stderr)
+        print(f"labwarden evaluate: error: {e}", file=sys.stderr)
     except Exception as e:  # a bug of ours still leaves a metrics file saying so
         result = EvalResult(status="error", reason=f"internal error: {type(e).__name__}: {e}",
                             profile=args.profile or "", model=str(args.model))

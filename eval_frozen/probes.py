@@ -7,6 +7,8 @@
 - `batch_probe`: change one row of a batch; the other rows' logits must not move. The
   evaluator's rows are consecutive text, so a model that looks across the batch could read
   the next row, which is the future.
+- `consistency_probe`: rows probed in a small batch get the same logits inside a scoring
+  batch, so a model cannot be causal only at the probe's batch size.
 A failed probe is a rejection with a named reason (exit 1), never a score.
 """
 
@@ -64,9 +66,13 @@ def _perturbed(token: torch.Tensor, vocab_size: int, bos_id: int) -> torch.Tenso
 
 
 def causality_probe(forward: Forward, rows: torch.Tensor, positions: list[int], *,
-                    vocab_size: int, bos_id: int, tolerance: float) -> dict:
-    """Perturb token j of every row for each j; report the largest change before j."""
-    base = run_forward(forward, rows, vocab_size)
+                    vocab_size: int, bos_id: int, tolerance: float,
+                    base: torch.Tensor | None = None) -> dict:
+    """Perturb token j of every row for each j; report the largest change before j.
+
+    `base`: the logits of `rows` if already computed."""
+    if base is None:
+        base = run_forward(forward, rows, vocab_size)
     scale = max(1.0, float(base.abs().max()))
     results = []
     for j in positions:
@@ -93,3 +99,12 @@ def batch_probe(forward: Forward, rows: torch.Tensor, *, vocab_size: int, bos_id
     return {"name": "batch_independence", "passed": change <= tolerance * scale,
             "tolerance": tolerance * scale, "max_change_other_rows": change,
             "rows": int(rows.shape[0])}
+
+
+def consistency_probe(small: torch.Tensor, big: torch.Tensor, *, tolerance: float) -> dict:
+    """The same rows scored in a small batch (`small`) and at the head of a big one (`big`)."""
+    scale = max(1.0, float(small.abs().max()))
+    change = float((big - small).abs().max())
+    return {"name": "batch_consistency", "passed": change <= tolerance * scale,
+            "tolerance": tolerance * scale, "max_change": change,
+            "batch_sizes": [int(small.shape[0]), int(big.shape[0])]}

@@ -91,7 +91,7 @@ PROFILES: dict[str, Profile] = {
             device="cuda",
             default_source="climbmix",
             climbmix_train_shards=10,
-            probe_tolerance=1e-3,  # bf16 kernels may round a prefix differently across calls
+            probe_tolerance=1e-2,  # bf16 kernels differ by batch size; leaks move logits O(1)
         ),
     )
 }

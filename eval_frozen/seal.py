@@ -150,8 +150,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from eval_frozen.prepare import resolve_data_dir
+    from eval_frozen.profiles import get_profile
 
     try:
+        get_profile(args.profile)
         data_dir = resolve_data_dir(args.data_dir, args.workspace, args.profile)
         if args.verify:
             check = verify(data_dir)
@@ -165,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         seal = write(data_dir, args.profile)
         print(f"sealed {sum(len(f) for f in seal['groups'].values())} files: {seal['seal_hash']}")
         return 0
-    except EvalInputError as e:
+    except (EvalInputError, ValueError) as e:
         print(f"labwarden seal: error: {e}", file=sys.stderr)
         return 2
 

@@ -39,7 +39,8 @@ def test_causal_model_is_scored_and_matches_in_process(tiny_workspace, exported,
     seal = json.loads((data_dir_of(tiny_workspace) / "seal.json").read_text())
     assert m["seal_hash"] == seal["seal_hash"]
     assert all(p["passed"] for p in m["probes"])
-    assert {p["name"] for p in m["probes"]} == {"causality", "batch_independence"}
+    assert {p["name"] for p in m["probes"]} == {"causality", "batch_independence",
+                                                "batch_consistency"}
     assert m["profile"] == "tiny" and m["timings"]["tokens_per_s"] > 0
     # An untrained model is near a uniform guess: log2(V) bits per token spread over bytes.
     uniform_bpb = math.log2(VOCAB) * m["tokens_evaluated"] / m["bytes_evaluated"]
@@ -202,3 +203,25 @@ def test_pickle_payload_in_model_file_never_runs(exported, tmp_path):
     with pytest.raises(EvalInputError, match="cannot load"):
         load_program(evil)
     assert not marker.exists()
+
+
+def test_model_causal_only_at_probe_batch_sizes_is_rejected(tiny_workspace):
+    causal, leaky = TinyAttention(), TinyAttention(mode="noncausal")
+    leaky.load_state_dict(causal.state_dict())
+
+    def sly(ids):  # causal when probed (small batches), reads the future when scored
+        return (leaky if ids.shape[0] > 8 else causal)(ids)
+
+    result = evaluate.evaluate_module(sly, data_dir_of(tiny_workspace), "tiny")
+    assert result.status == "rejected" and result.val_bpb is None
+    assert result.reason.startswith("probe_failed: batch_consistency")
+    assert {p["name"]: p["passed"] for p in result.probes} == {
+        "causality": True, "batch_independence": True, "batch_consistency": False}
+
+
+def test_evaluator_needs_no_train_split(workspace_copy, exported, tmp_path):
+    shutil.rmtree(data_dir_of(workspace_copy) / "train")  # not mounted in the eval sandbox
+    out = tmp_path / "metrics.json"
+    assert evaluate.main(["--model", str(exported["causal"]), "--data-dir",
+                          str(data_dir_of(workspace_copy)), "--out", str(out)]) == 0
+    assert _metrics(out)["status"] == "scored"

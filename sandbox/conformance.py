@@ -133,6 +133,7 @@ def _log(result: ExperimentResult) -> str:
 
 
 def well_behaved_runs(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
+    """An honest trainer trains and is scored (after all the attacks, in suite order)."""
     r = _attack(backend, config, WELL_BEHAVED, "ok")
     return CheckOutcome(
         r.status == "ok" and r.val_bpb is not None, f"{r.status} val_bpb={r.val_bpb} {r.reason}"
@@ -430,8 +431,9 @@ def _leftovers(run_dir: Path) -> list[int]:
 
 CHECKS: tuple[Check, ...] = tuple(
     Check(fn.__name__, (fn.__doc__ or fn.__name__).strip().splitlines()[0], fn)
+    # Run in this order: the well-behaved experiment comes last, after every attack,
+    # because the contract is that the caller can always go on with the next experiment.
     for fn in (
-        well_behaved_runs,
         patch_refused,
         network_blocked,
         frozen_write_blocked,
@@ -442,6 +444,7 @@ CHECKS: tuple[Check, ...] = tuple(
         memory_bomb_killed,
         infinite_loop_killed,
         gpu_request_in_hostconfig,
+        well_behaved_runs,
     )
 )
 

@@ -102,3 +102,37 @@ def test_image_is_reused_when_inputs_match(docker_engine) -> None:  # noqa: ANN0
     logs: list[str] = []
     assert build_offline(docker_engine, log=logs.append) == OFFLINE_TAG
     assert logs == [f"{OFFLINE_TAG} is up to date ({INPUTS_LABEL}={offline_inputs_hash()})"]
+
+
+def test_budget_overrun_is_recorded_in_the_audit_trail(
+    try_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from guards.audit import AuditStore, default_path
+
+    ws = tmp_path / "ws"
+    shutil.copytree(try_workspace, ws, ignore=shutil.ignore_patterns("runs", "*.sqlite*"))
+    with (ws / "labwarden.toml").open("a") as f:
+        f.write("\n[sandbox]\ngrace_s = 2\n")
+    train = (ws / "trainer" / "train.py").read_text().splitlines(True)
+    # Spin before anything else: the sandbox, not the trainer, must end it.
+    cut = next(i for i, line in enumerate(train) if line.startswith("import torch\n"))
+    new = [*train[:cut], "while True:\n", "    pass\n", *train[cut:]]
+    import difflib
+
+    patch = tmp_path / "spin.diff"
+    patch.write_text(
+        "".join(difflib.unified_diff(train, new, "a/trainer/train.py", "b/trainer/train.py"))
+    )
+    code, out = _try(
+        capsys, str(patch), "--backend", "local", "--time-budget", "1", "--workspace", str(ws)
+    )
+    result = out["result"]
+    if out["guards"]["verdict"] == "blocked":
+        pytest.fail(f"guards blocked the spin patch, so the runtime path was not reached: {out}")
+    assert code == 1 and result["status"] == "timeout"
+    assert 3.0 <= result["train_seconds"] < 8.0
+    with AuditStore(default_path(ws / ".labwarden")) as store:
+        entries = store.list(rule="runtime.*")
+    assert entries, "no runtime violation in the audit trail"
+    assert "budget" in entries[0].findings[0].rule_id
+    assert entries[0].log_tail == result["log_tail"]

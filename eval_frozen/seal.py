@@ -51,11 +51,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _group_files(group: str, data_dir: Path) -> dict[str, Path]:
+def _group_files(group: str, data_dir: Path, code_root: Path | None = None) -> dict[str, Path]:
     """Relative name -> path of the files a group covers, as they are on disk now."""
     if group == "code":
-        return {f"eval_frozen/{p.relative_to(CODE_ROOT).as_posix()}": p
-                for p in sorted(CODE_ROOT.rglob("*.py")) if "__pycache__" not in p.parts}
+        root = code_root or CODE_ROOT
+        return {f"eval_frozen/{p.relative_to(root).as_posix()}": p
+                for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts}
     if group == "meta":
         p = data_dir / "source.json"
         return {"source.json": p} if p.exists() else {}
@@ -110,8 +111,13 @@ def read(data_dir: Path) -> dict:
     return seal
 
 
-def verify(data_dir: Path, groups: tuple[str, ...] = ALL_GROUPS) -> SealCheck:
-    """Compare the files of `groups` with seal.json; the first difference is the problem."""
+def verify(data_dir: Path, groups: tuple[str, ...] = ALL_GROUPS,
+           code_root: Path | None = None) -> SealCheck:
+    """Compare the files of `groups` with seal.json; the first difference is the problem.
+
+    `code_root`: the eval_frozen folder whose code to check (default: the running one; the
+    sandbox passes a workspace's `eval_frozen/`). Raises EvalInputError without a seal.
+    """
     data_dir = Path(data_dir)
     seal = read(data_dir)
     for group in groups:
@@ -119,7 +125,7 @@ def verify(data_dir: Path, groups: tuple[str, ...] = ALL_GROUPS) -> SealCheck:
         if _group_hash(sealed) != seal.get("group_hashes", {}).get(group):
             return SealCheck(False, seal.get("seal_hash", ""),
                              f"seal.json itself was edited ({group})")
-        on_disk = _group_files(group, data_dir)
+        on_disk = _group_files(group, data_dir, code_root)
         for name, digest in sorted(sealed.items()):
             path = on_disk.get(name)
             if path is None:

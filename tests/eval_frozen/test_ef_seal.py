@@ -89,3 +89,12 @@ def test_reseal_after_change_then_verify(workspace_copy):
     after = json.loads((data / "seal.json").read_text())["seal_hash"]
     assert after != before
     assert seal.verify(data)
+
+
+def test_verify_code_of_another_checkout(workspace_copy):
+    data = data_dir_of(workspace_copy)
+    code = workspace_copy / "eval_frozen"
+    assert seal.verify(data, code_root=code)
+    (code / "sneaky.py").write_text("x = 1\n")
+    assert seal.verify(data, code_root=code).problem == "extra eval_frozen/sneaky.py"
+    assert seal.verify(data)  # the running package is untouched

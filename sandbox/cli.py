@@ -31,12 +31,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    import sys
+
     from sandbox.docker.images import build_cuda, build_offline
     from sandbox.docker.prereqs import connect
+    from sandbox.errors import SandboxError
 
     client = connect()
     build = build_offline if args.recipe == "offline" else build_cuda
-    tag = build(client, force=args.force, log=print)
+    try:
+        tag = build(client, force=args.force, log=print)
+    except SandboxError as e:
+        if isinstance(e, InputError):
+            raise
+        print(f"labwarden sandbox build: error: {e}", file=sys.stderr)
+        return 1
     print(f"image: {tag}")
     return 0
 

@@ -43,8 +43,8 @@ LOOP_BUDGET_S = 1.0
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
     "docker": {},
     "local": {
-        "gpu_request_in_hostconfig": "no per-experiment GPU selection: the step sees the "
-        "host's devices",
+        "gpu_request_in_hostconfig": "no device isolation: GPUs are selected with "
+        "CUDA_VISIBLE_DEVICES, and the others stay reachable",
     },
 }
 

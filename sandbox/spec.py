@@ -39,7 +39,9 @@ class ExperimentSpec:
     """A tree holding the current best editable files; None: the workspace root. Frozen
     code and data always come from the workspace."""
     gpus: str | list[int] | None = None
-    """None: no GPU; "all": every GPU; [0, 2]: those indices (Docker only)."""
+    """None: no GPU requested (Docker: none; local: whatever the host shows); "all": every
+    GPU; [0, 2]: those indices (Docker: device requests; local: CUDA_VISIBLE_DEVICES, a
+    selection but not isolation)."""
 
 
 @dataclass

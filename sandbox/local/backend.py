@@ -65,6 +65,10 @@ def scrubbed_env(step: StepSpec, root: str) -> dict[str, str]:
     }
     env.update({k: v.replace("{root}", root) for k, v in step.env.items()})
     env["HOME"] = env["TMPDIR"] = f"{root}/tmp"
+    if step.gpus is not None and step.gpus != "all":
+        # Selection only, not isolation: the other devices stay reachable to a determined step.
+        ids = step.gpus.split(",") if isinstance(step.gpus, str) else [str(g) for g in step.gpus]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(i.strip() for i in ids)
     return env
 
 

@@ -250,3 +250,15 @@ def test_doctor_prints_measured_table(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert out.startswith("backend: ")
     assert "network blocked" in out and "local" in out.splitlines()[1]
+
+
+def test_local_env_is_scrubbed_and_selects_gpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox.local.backend import scrubbed_env
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "secret")
+    env = scrubbed_env(_step(tmp_path, gpus=[0, 2]), "/v")
+    assert "ANTHROPIC_API_KEY" not in env and env["CUDA_VISIBLE_DEVICES"] == "0,2"
+    assert env["LABWARDEN_OUT_DIR"] == "/v/out" and env["HOME"] == "/v/tmp"
+    assert "CUDA_VISIBLE_DEVICES" not in scrubbed_env(_step(tmp_path, gpus="all"), "/v")

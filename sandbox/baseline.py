@@ -54,13 +54,14 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.workspace)
     profile = args.profile or config.profile
+    profile_budget = _profile_budget(profile)  # also rejects an unknown profile name
     data_dir = config.data_path(profile)
     if not (data_dir / "train").is_dir() or not (data_dir / "val").is_dir():
         raise InputError(
             f"no prepared data for profile {profile!r} in {data_dir}; "
             f"run 'labwarden prepare --profile {profile}'."
         )
-    budget = args.time_budget or config.time_budget_s or _profile_budget(profile)
+    budget = args.time_budget or config.time_budget_s or profile_budget
     if not (budget > 0 and math.isfinite(budget)):
         raise InputError(f"--time-budget must be a positive number of seconds, but got {budget}.")
 
@@ -81,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
         LABWARDEN_OUT_DIR=str(run_dir),
         PYTHONUNBUFFERED="1",
     )
+    # OpenMP threads spin while they wait by default; on a busy machine (CI, parallel runs)
+    # that makes torch several times slower. Sleeping waiters cost little when idle.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     print(f"baseline: training {profile} for {budget:g}s -> {run_dir}", file=log)
     train_rc = _run_logged(
         _python(config.train_command),
@@ -148,7 +152,7 @@ def _profile_budget(profile: str) -> float:
     try:
         return float(load_profile(profile).time_budget_s)
     except (KeyError, ValueError) as e:
-        raise InputError(f"unknown profile {profile!r} ({e}).") from None
+        raise InputError(str(e).strip("'\"")) from None
 
 
 def _python(command: tuple[str, ...]) -> list[str]:

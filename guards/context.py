@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from guards.chunks import FileAnalysis, analyse
 from guards.findings import Finding, Severity
 from guards.patch import FileChange, Patch
 from guards.pyast import PyModule
@@ -64,6 +65,7 @@ class FileState:
     before: str | None
     after: str | None
     _py: dict[str, PyModule | None] = field(default_factory=dict)
+    _chunks: dict[str, FileAnalysis | None] = field(default_factory=dict)
     syntax_error: str | None = None
 
     @property
@@ -89,6 +91,20 @@ class FileState:
             self._py[which] = mod
         return self._py[which]
 
+    def analysis(self, which: str) -> FileAnalysis | None:
+        """The version as cached chunks (what AST rules scan); None when not Python."""
+        if which not in self._chunks:
+            text = self.before if which == "before" else self.after
+            result = None
+            if self.is_python and text is not None:
+                try:
+                    result = analyse(text, self.path)
+                except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+                    if which == "after":
+                        self.syntax_error = f"{e.__class__.__name__}: {e}"
+            self._chunks[which] = result
+        return self._chunks[which]
+
     def added(self) -> dict[int, str]:
         return dict(self.change.added_lines())
 
@@ -111,23 +127,26 @@ class CheckContext:
     def python_files(self) -> list[FileState]:
         """Files the patch leaves behind as Python source (analysable by AST rules)."""
         return [f for f in self.files if f.is_python and f.after is not None
-                and f.python("after") is not None]
+                and f.analysis("after") is not None]
 
     def scan(self, key: str, state: FileState, which: str,
              scanner: Callable[[PyModule], list[Hit]]) -> list[Hit]:
+        """Hits of `scanner` over every chunk of one version, lines made file-absolute."""
         cache_key = (f"{key}:{which}", state.path)
         if cache_key not in self._cache:
-            text = state.before if which == "before" else state.after
-            shared = (key, state.path, text, self.fingerprint)
-            if shared in _SCANS:
-                _SCANS.move_to_end(shared)
-                self._cache[cache_key] = _SCANS[shared]
-            else:
-                mod = state.python(which)
-                hits = scanner(mod) if mod is not None else []
-                self._cache[cache_key] = _SCANS[shared] = hits
-                if len(_SCANS) > _MAX_SCANS:
-                    _SCANS.popitem(last=False)
+            hits: list[Hit] = []
+            analysis = state.analysis(which)
+            for offset, mod in analysis.modules if analysis is not None else []:
+                shared = (key, state.path, mod.source, mod.fingerprint, self.fingerprint)
+                if shared in _SCANS:
+                    _SCANS.move_to_end(shared)
+                    found = _SCANS[shared]
+                else:
+                    found = _SCANS[shared] = scanner(mod)
+                    if len(_SCANS) > _MAX_SCANS:
+                        _SCANS.popitem(last=False)
+                hits.extend(shift(h, offset) for h in found)
+            self._cache[cache_key] = hits
         return self._cache[cache_key]
 
     def diff_hits(self, key: str, scanner: Callable[[PyModule], list[Hit]]) -> list[
@@ -170,6 +189,13 @@ class CheckContext:
             evidence=hit.evidence[:300],
             message=hit.message,
         )
+
+
+def shift(hit: Hit, offset: int) -> Hit:
+    if not offset:
+        return hit
+    return Hit(hit.signature, hit.line + offset if hit.line else 0, hit.message, hit.evidence,
+               hit.severity)
 
 
 def nearest_new_line(change: FileChange, old_line: int) -> int:

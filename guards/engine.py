@@ -102,7 +102,7 @@ def _prepare_files(patch: Patch, config: WorkspaceConfig) -> tuple[list[FileStat
                                     f"{e}{hint}"))
             continue
         state = FileState(change, before, after)
-        if state.is_python and after is not None and state.python("after") is None:
+        if state.is_python and after is not None and state.analysis("after") is None:
             findings.append(Finding("patch.syntax", "block", change.path, 0, "",
                                     f"the file does not parse after the patch "
                                     f"({state.syntax_error})."))

@@ -204,9 +204,13 @@ def _call(node: ast.Call, env: dict[str, Any], qual: QualFn, ev: Callable[..., A
     return UNKNOWN
 
 
-def module_constants(tree: ast.Module, qual: QualFn) -> dict[str, Any]:
-    """Top-level `NAME = <foldable>` bindings, evaluated in order (the last one wins)."""
-    env: dict[str, Any] = {}
+def module_constants(tree: ast.Module, qual: QualFn, env: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """Top-level `NAME = <foldable>` bindings, evaluated in order (the last one wins).
+
+    Pass `env` to continue from earlier chunks of the same file.
+    """
+    env = {} if env is None else env
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
             target = stmt.targets[0]

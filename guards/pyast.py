@@ -57,95 +57,79 @@ class StringValue:
     node: ast.AST
 
 
-class PyModule:
-    """Parsed source plus lazily built indexes. Raises SyntaxError when it does not parse."""
+class ChunkTree:
+    """A parsed piece of source (a whole file or one top-level chunk) and its local facts.
 
-    def __init__(self, source: str, path: str = "<patch>") -> None:
-        self.source = source
+    Depends only on the text and the path, so it is cached and shared across checks.
+    """
+
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
         self.path = path
-        self.tree = ast.parse(source, filename=path)
-        self.lines = source.splitlines()
+        self.tree = ast.parse(text, filename=path)
+        self.lines = text.splitlines()
         self.parents: dict[ast.AST, ast.AST] = {}
         self.nodes: list[ast.AST] = []
         for node in ast.walk(self.tree):
             self.nodes.append(node)
             for child in ast.iter_child_nodes(node):
                 self.parents[child] = node
-        self.aliases: dict[str, str] = {}
-        self.import_bindings: dict[str, list[ast.AST]] = {}
-        self._collect_imports()
-        self.bound: set[str] = self._bound_names()
-        self.env = fold.module_constants(self.tree, self._qual_for_fold)
-        self._collect_alias_assigns()
-
-    # -- name resolution ------------------------------------------------------------
-    def _package(self) -> list[str]:
-        parts = self.path.removesuffix(".py").split("/")
-        return parts[:-1]
-
-    def _collect_imports(self) -> None:
+        self.imports: list[tuple[str, str, ast.AST]] = []  # (bound name, qual, node)
+        self.bound: set[str] = set()
+        self.names: set[str] = set()
+        self.alias_candidates: list[tuple[str, ast.AST]] = []
         for node in self.nodes:
-            if isinstance(node, ast.Import):
+            if isinstance(node, ast.Name):
+                self.names.add(node.id)
+                if isinstance(node.ctx, ast.Store | ast.Del):
+                    self.bound.add(node.id)
+            elif isinstance(node, ast.Import):
                 for a in node.names:
-                    if a.asname:
-                        self._bind(a.asname, a.name, node)
-                    else:
-                        top = a.name.split(".")[0]
-                        self._bind(top, top, node)
+                    top = a.name.split(".")[0]
+                    self.imports.append((a.asname or top, a.name if a.asname else top, node))
             elif isinstance(node, ast.ImportFrom):
-                base = self.import_base(node)
+                base = import_base(path, node)
                 for a in node.names:
-                    if a.name == "*":
-                        continue
-                    self._bind(a.asname or a.name, f"{base}.{a.name}" if base else a.name, node)
+                    if a.name != "*":
+                        self.imports.append((a.asname or a.name,
+                                             f"{base}.{a.name}" if base else a.name, node))
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                self.bound.add(node.name)
+            elif isinstance(node, ast.arg):
+                self.bound.add(node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                self.bound.add(node.name)
+            elif isinstance(node, ast.Global | ast.Nonlocal):
+                self.bound.update(node.names)
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+                    node.targets[0], ast.Name) and isinstance(
+                    node.value, ast.Name | ast.Attribute | ast.Call | ast.Subscript):
+                self.alias_candidates.append((node.targets[0].id, node.value))
+        for name, _, _ in self.imports:
+            self.names.add(name)
+
+
+def import_base(path: str, node: ast.ImportFrom) -> str:
+    """The absolute module an ImportFrom reads from (relative ones resolved by path)."""
+    if not node.level:
+        return node.module or ""
+    pkg = path.removesuffix(".py").split("/")[:-1]
+    pkg = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+    return ".".join([*pkg, *([node.module] if node.module else [])])
+
+
+class Resolver:
+    """Name resolution over one file's maps: imports, bound names, module constants."""
+
+    path: str
+    aliases: dict[str, str]
+    import_bindings: dict[str, list[ast.AST]]
+    import_quals: dict[str, list[str]]
+    bound: set[str]
+    env: dict[str, object]
 
     def import_base(self, node: ast.ImportFrom) -> str:
-        """The absolute module an ImportFrom reads from (relative ones resolved by path)."""
-        if not node.level:
-            return node.module or ""
-        pkg = self._package()
-        pkg = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
-        return ".".join([*pkg, *([node.module] if node.module else [])])
-
-    def _bind(self, name: str, qual: str, node: ast.AST) -> None:
-        self.import_bindings.setdefault(name, []).append(node)
-        self.aliases.setdefault(name, qual)
-
-    def _bound_names(self) -> set[str]:
-        out: set[str] = set(self.aliases)
-        for node in self.nodes:
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
-                out.add(node.id)
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                out.add(node.name)
-            elif isinstance(node, ast.arg):
-                out.add(node.arg)
-            elif isinstance(node, ast.ExceptHandler) and node.name:
-                out.add(node.name)
-            elif isinstance(node, ast.Global | ast.Nonlocal):
-                out.update(node.names)
-        return out
-
-    def _collect_alias_assigns(self) -> None:
-        """`clock = time.perf_counter`, `T = time`, `ev = eval`: propagate to a fixed point."""
-        assigns = [
-            (n.targets[0].id, n.value)
-            for n in self.nodes
-            if isinstance(n, ast.Assign) and len(n.targets) == 1
-            and isinstance(n.targets[0], ast.Name)
-            and isinstance(n.value, ast.Name | ast.Attribute | ast.Call | ast.Subscript)
-        ]
-        for _ in range(3):
-            changed = False
-            for name, value in assigns:
-                if name in self.aliases:
-                    continue
-                q = self.qual(value)
-                if q and not q.startswith("local."):
-                    self.aliases[name] = q
-                    changed = True
-            if not changed:
-                break
+        return import_base(self.path, node)
 
     def _qual_for_fold(self, node: ast.AST) -> str | None:
         return self.qual(node)
@@ -201,6 +185,82 @@ class PyModule:
         if isinstance(value, bytes):
             return value.decode("latin-1")
         return value if isinstance(value, str) else None
+
+
+
+@dataclass
+class FileMaps(Resolver):
+    """The file-wide maps every chunk of one file version resolves names against."""
+
+    path: str
+    aliases: dict[str, str]
+    import_bindings: dict[str, list[ast.AST]]
+    import_quals: dict[str, list[str]]
+    bound: set[str]
+    env: dict[str, object]
+
+    @classmethod
+    def build(cls, chunks: list[ChunkTree], path: str) -> FileMaps:
+        maps = cls(path, {}, {}, {}, set(), {})
+        for ch in chunks:
+            for name, qual, node in ch.imports:
+                maps.import_bindings.setdefault(name, []).append(node)
+                maps.import_quals.setdefault(name, []).append(qual)
+                maps.aliases.setdefault(name, qual)
+            maps.bound |= ch.bound
+        maps.bound |= set(maps.aliases)
+        for ch in chunks:
+            fold.module_constants(ch.tree, maps._qual_for_fold, maps.env)
+        candidates = [c for ch in chunks for c in ch.alias_candidates]
+        for _ in range(3):  # `clock = time.perf_counter`, `T = time`, `ev = eval`
+            changed = False
+            for name, value in candidates:
+                if name in maps.aliases:
+                    continue
+                q = maps.qual(value)
+                if q:
+                    maps.aliases[name] = q
+                    changed = True
+            if not changed:
+                break
+        return maps
+
+    def fingerprint(self, names: set[str]) -> tuple[object, ...]:
+        """What of these maps a chunk using `names` can see (its cache key)."""
+        out = []
+        for n in sorted(names):
+            env = self.env.get(n)
+            out.append((n, self.aliases.get(n), n in self.bound,
+                        tuple(self.import_quals.get(n, ())),
+                        None if env is None else hash(repr(env))))
+        return tuple(out)
+
+
+class PyModule(Resolver):
+    """One file version (or one chunk of it) with the facts rules ask for.
+
+    `PyModule(source, path)` analyses a whole file. The engine analyses files chunk by
+    chunk (`chunk=` and `maps=`): unchanged chunks reuse cached facts, so a patch costs
+    what it changes. Raises SyntaxError when the source does not parse.
+    """
+
+    def __init__(self, source: str = "", path: str = "<patch>", *,
+                 chunk: ChunkTree | None = None, maps: FileMaps | None = None) -> None:
+        chunk = chunk or ChunkTree(source, path)
+        maps = maps or FileMaps.build([chunk], path)
+        self.chunk = chunk
+        self.source = chunk.text
+        self.path = path
+        self.tree = chunk.tree
+        self.lines = chunk.lines
+        self.parents = chunk.parents
+        self.nodes = chunk.nodes
+        self.aliases = maps.aliases
+        self.import_bindings = maps.import_bindings
+        self.import_quals = maps.import_quals
+        self.bound = maps.bound
+        self.env = maps.env
+        self.fingerprint = maps.fingerprint(chunk.names)
 
     # -- facts --------------------------------------------------------------------------
     @cached_property
@@ -261,23 +321,14 @@ class PyModule:
                     out.append(Store(self.aliases[node.name], None, "def", node))
             elif isinstance(node, ast.Call):
                 out.extend(self._call_stores(node))
+        mine = {id(n) for _, _, n in self.chunk.imports}
         for name, nodes in self.import_bindings.items():
-            quals = {self._import_qual(name, n) for n in nodes}
-            if len(quals) > 1:  # `import time` then `import fake as time`: a rebinding
-                for n in nodes[1:]:
-                    out.append(Store(self.aliases[name], None, "import", n))
+            quals = self.import_quals[name]
+            if len(set(quals)) > 1:  # `import time` then `import fake as time`: a rebinding
+                for n, q in zip(nodes[1:], quals[1:], strict=True):
+                    if id(n) in mine and q != quals[0]:
+                        out.append(Store(self.aliases[name], None, "import", n))
         return out
-
-    def _import_qual(self, name: str, node: ast.AST) -> str:
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                if (a.asname or a.name.split(".")[0]) == name:
-                    return a.name if a.asname else name
-        elif isinstance(node, ast.ImportFrom):
-            for a in node.names:
-                if (a.asname or a.name) == name:
-                    return f"{self.import_base(node)}.{a.name}"
-        return name
 
     def _target_stores(self, t: ast.AST, how: str, stmt: ast.AST) -> Iterator[Store]:
         if isinstance(t, ast.Tuple | ast.List):

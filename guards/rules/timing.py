@@ -10,11 +10,16 @@ budget, the loop's stop condition and every write to the clock variables it comp
 from __future__ import annotations
 
 import ast
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 
-from guards.context import CheckContext, Hit
+from guards.context import CheckContext, FileState, Hit, shift
+from guards.findings import Finding
+from guards.patch import Patch
 from guards.pyast import PyModule
 from guards.rules._match import first_match
 from guards.rules.astrule import AstRule, hit
+from guards.rules.base import Rule
 
 TIME_MODULES = ("time", "datetime", "timeit", "torch.cuda.Event", "torch.cuda.synchronize",
                 "torch.cuda.Event.elapsed_time")
@@ -80,125 +85,184 @@ def _stops(body: list[ast.stmt]) -> bool:
     return False
 
 
-class BudgetRule(AstRule):
+@dataclass
+class _Summary:
+    """What one chunk says about the budget; merged over the file in `BudgetRule`."""
+
+    sources: list[tuple[Hit, frozenset[str]]] = field(default_factory=list)
+    aliases: list[tuple[str, str]] = field(default_factory=list)
+    tests: list[tuple[Hit, frozenset[str], list[tuple[frozenset[str], frozenset[str]]]]] = field(
+        default_factory=list)
+    assigns: list[tuple[frozenset[str], frozenset[str]]] = field(default_factory=list)
+    writes: list[tuple[frozenset[str], Hit]] = field(default_factory=list)
+    env_hits: list[Hit] = field(default_factory=list)
+
+
+_SUMMARIES: OrderedDict[tuple[object, ...], _Summary] = OrderedDict()
+
+
+class BudgetRule(Rule):
     id = "time.budget"
-    report_lost = True
     description = ("Changing the time budget: the line that reads it, the constant that holds "
                    "it, the loop's stop condition, or the clock variables it compares.")
 
-    def scan(self, mod: PyModule, ctx: CheckContext) -> list[Hit]:
-        s = ctx.settings
-        env_names = set(s.budget_env)
-        const_names = set(s.budget_names)
-        if not env_names and not const_names:
+    def check(self, patch: Patch, context: CheckContext) -> list[Finding]:
+        s = context.settings
+        if not s.budget_env and not s.budget_names:
             return []
-        out: list[Hit] = []
-        stmts = [n for n in mod.nodes if isinstance(n, ast.stmt)]
-        simple = [n for n in stmts if not isinstance(n, _COMPOUND)]
-
-        # 1. Budget sources: statements reading the env var or binding a budget constant.
-        budget: set[str] = set(const_names)
-        strings_by_stmt: dict[ast.AST, set[str]] = {}
-        for sv in mod.strings:
-            strings_by_stmt.setdefault(mod.stmt_of(sv.node), set()).add(sv.value)
-        for stmt in simple:
-            reads_env = bool(strings_by_stmt.get(stmt, set()) & env_names)
-            binds = self._bound(stmt)
-            imports = isinstance(stmt, ast.ImportFrom) and any(
-                a.name in const_names for a in stmt.names)
-            if reads_env or (binds & const_names) or imports:
-                if isinstance(stmt, ast.ImportFrom):
-                    budget |= {a.asname or a.name for a in stmt.names if a.name in const_names}
+        out = []
+        for state in context.python_files():
+            before = self._file_hits(state, "before", context)
+            after = self._file_hits(state, "after", context)
+            old = Counter(h.signature for h in before)
+            for h in after:
+                if old[h.signature] > 0:
+                    old[h.signature] -= 1
                 else:
-                    budget |= binds
-                out.append(hit(mod, stmt, "the time budget's source may not change.", "source",
-                               mod.context_chain(stmt)))
-        # Simple aliases of the budget (`B = TIME_BUDGET`, `b = float(budget_s)`).
-        for stmt in simple:
+                    out.append(context.finding(self.id, self.severity, state, h))
+            new = Counter(h.signature for h in after)
+            for h in before:
+                if new[h.signature] > 0:
+                    new[h.signature] -= 1
+                else:
+                    f = context.finding(self.id, self.severity, state, h, lost=True)
+                    out.append(Finding(f.rule_id, f.severity, f.file, f.line,
+                                       f"(removed) {h.evidence}"[:300], h.message))
+        return out
+
+    def _file_hits(self, state: FileState, which: str, ctx: CheckContext) -> list[Hit]:
+        analysis = state.analysis(which)
+        if analysis is None:
+            return []
+        parts = []
+        for offset, mod in analysis.modules:
+            key = (mod.source, mod.fingerprint, ctx.fingerprint)
+            summary = _SUMMARIES.get(key)
+            if summary is None:
+                summary = _SUMMARIES[key] = self._summarise(mod, ctx)
+                if len(_SUMMARIES) > 4096:
+                    _SUMMARIES.popitem(last=False)
+            parts.append((offset, summary))
+        s = ctx.settings
+        budget = set(s.budget_names)
+        for _, sm in parts:
+            for _, names in sm.sources:
+                budget |= names
+        for _ in range(3):  # simple aliases of the budget (`B = TIME_BUDGET`)
+            grew = False
+            for _, sm in parts:
+                for target, src in sm.aliases:
+                    if src in budget and target not in budget:
+                        budget.add(target)
+                        grew = True
+            if not grew:
+                break
+        out: list[Hit] = []
+        clock: set[str] = set()
+        for offset, sm in parts:
+            out.extend(shift(h, offset) for h, _ in sm.sources)
+            for h, names, compares in sm.tests:
+                if names & budget:
+                    out.append(shift(h, offset))
+                    for names_, attrs in compares:
+                        if (names_ | attrs) & budget:
+                            clock |= names_ - budget
+            out.extend(shift(h, offset) for h in sm.env_hits)
+        clock -= set(analysis.maps.aliases) | {"self"}
+        for _ in range(4):  # what the compared clocks are computed from
+            grew = False
+            for _, sm in parts:
+                for targets, values in sm.assigns:
+                    if targets & clock:
+                        extra = values - clock - budget
+                        if extra:
+                            clock |= extra
+                            grew = True
+            if not grew:
+                break
+        watched = clock | budget
+        for offset, sm in parts:
+            out.extend(shift(h, offset) for targets, h in sm.writes if targets & watched)
+        return out
+
+    def _summarise(self, mod: PyModule, ctx: CheckContext) -> _Summary:
+        s = ctx.settings
+        env_names, const_names = set(s.budget_env), set(s.budget_names)
+        sm = _Summary()
+        strings_by_stmt: dict[int, set[str]] = {}
+        for sv in mod.strings:
+            strings_by_stmt.setdefault(id(mod.stmt_of(sv.node)), set()).add(sv.value)
+        for stmt in mod.nodes:
+            if not isinstance(stmt, ast.stmt):
+                continue
+            if isinstance(stmt, ast.While) or (isinstance(stmt, ast.If) and _stops(stmt.body)):
+                test = stmt.test
+                names = frozenset(_names(test) | _attr_names(test))
+                compares = [(frozenset(_names(c)), frozenset(_attr_names(c)))
+                            for c in ast.walk(test) if isinstance(c, ast.Compare)]
+                sm.tests.append((hit(mod, test, "the loop's stop condition on the time budget "
+                                     "may not change.", "stop", mod.context_chain(stmt)),
+                                 names, compares))
+                for n in ast.walk(test):
+                    if isinstance(n, ast.NamedExpr):
+                        values = frozenset(x for x in _names(n.value)
+                                           if x not in mod.aliases and not _is_called(n.value, x))
+                        sm.assigns.append((frozenset({n.target.id}), values))
+                        sm.writes.append((frozenset({n.target.id}), hit(
+                            mod, n, "writes to the clock or budget variables may not change.",
+                            "write", mod.context_chain(n))))
+                continue
+            if isinstance(stmt, _COMPOUND):
+                continue
+            binds = _bound(stmt)
+            reads_env = bool(strings_by_stmt.get(id(stmt), set()) & env_names)
+            imported = frozenset(a.asname or a.name for a in getattr(stmt, "names", [])
+                                 if isinstance(stmt, ast.ImportFrom) and a.name in const_names)
+            if reads_env or (binds & const_names) or imported:
+                sm.sources.append((hit(mod, stmt, "the time budget's source may not change.",
+                                       "source", mod.context_chain(stmt)),
+                                   imported or frozenset(binds)))
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
                     stmt.targets[0], ast.Name):
                 v = stmt.value
                 while isinstance(v, ast.Call) and len(v.args) == 1 and isinstance(
                         v.func, ast.Name) and v.func.id in ("float", "int"):
                     v = v.args[0]
-                if (isinstance(v, ast.Name) and v.id in budget) or (
-                        isinstance(v, ast.Attribute) and v.attr in budget):
-                    budget.add(stmt.targets[0].id)
-
-        def mentions_budget(node: ast.AST) -> bool:
-            return bool(_names(node) & budget or _attr_names(node) & budget)
-
-        # 2. Stop conditions: loop tests and `if ...: break` tests that involve the budget.
-        clock: set[str] = set()
-        for stmt in stmts:
-            test = None
-            if isinstance(stmt, ast.While):
-                test = stmt.test
-            elif isinstance(stmt, ast.If) and _stops(stmt.body):
-                test = stmt.test
-            if test is None or not mentions_budget(test):
-                continue
-            out.append(hit(mod, test, "the loop's stop condition on the time budget may not "
-                           "change.", "stop", mod.context_chain(stmt)))
-            for cmp in (n for n in ast.walk(test) if isinstance(n, ast.Compare)):
-                if mentions_budget(cmp):
-                    clock |= _names(cmp) - budget
-        # 3. Clock variables: what the stop condition compares, and what those are made of.
-        clock -= set(mod.aliases) | {"self"}
-        for _ in range(3):
-            grew = False
-            for stmt in simple:
-                targets = self._bound(stmt)
-                if targets & clock:
-                    value = getattr(stmt, "value", None)
-                    if value is not None:
-                        extra = {n for n in _names(value) - clock - budget
-                                 if n not in mod.aliases and not _is_called(value, n)}
-                        if extra:
-                            clock |= extra
-                            grew = True
-            for n in mod.nodes:
-                if isinstance(n, ast.NamedExpr) and n.target.id in clock:
-                    extra = {x for x in _names(n.value) - clock - budget
-                             if x not in mod.aliases and not _is_called(n.value, x)}
-                    if extra:
-                        clock |= extra
-                        grew = True
-            if not grew:
-                break
-        watched = clock | budget
-        for stmt in simple:
-            if self._bound(stmt) & watched:
-                out.append(hit(mod, stmt, "writes to the clock or budget variables may not "
-                               "change.", "write", mod.context_chain(stmt)))
-        for n in mod.nodes:
-            if isinstance(n, ast.NamedExpr) and n.target.id in watched:
-                out.append(hit(mod, n, "writes to the clock or budget variables may not change.",
-                               "write", mod.context_chain(n)))
-        # 4. Any other write of the budget env var (os.environ[...] = ..., putenv).
+                if isinstance(v, ast.Name):
+                    sm.aliases.append((stmt.targets[0].id, v.id))
+                elif isinstance(v, ast.Attribute):
+                    sm.aliases.append((stmt.targets[0].id, v.attr))
+            if binds:
+                value = getattr(stmt, "value", None)
+                values = frozenset() if value is None else frozenset(
+                    x for x in _names(value) if x not in mod.aliases and not _is_called(value, x))
+                sm.assigns.append((frozenset(binds), values))
+                sm.writes.append((frozenset(binds), hit(
+                    mod, stmt, "writes to the clock or budget variables may not change.",
+                    "write", mod.context_chain(stmt))))
         for st in mod.stores:
             if st.qual == "os.environ" and st.key in env_names:
-                out.append(hit(mod, st.node, "writes the time budget's environment variable.",
-                               "env", st.key))
-        return out
+                sm.env_hits.append(hit(mod, st.node, "writes the time budget's environment "
+                                       "variable.", "env", st.key))
+        return sm
 
-    @staticmethod
-    def _bound(stmt: ast.AST) -> set[str]:
-        targets: list[ast.AST] = []
-        if isinstance(stmt, ast.Assign):
-            targets = list(stmt.targets)
-        elif isinstance(stmt, ast.AugAssign | ast.AnnAssign):
-            targets = [stmt.target]
-        elif isinstance(stmt, ast.Delete):
-            targets = list(stmt.targets)
-        names: set[str] = set()
-        for t in targets:
-            for n in ast.walk(t):
-                if isinstance(n, ast.Name):
-                    names.add(n.id)
-                elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store | ast.Del):
-                    names.add(n.attr)
-        return names
+
+def _bound(stmt: ast.AST) -> set[str]:
+    targets: list[ast.AST] = []
+    if isinstance(stmt, ast.Assign):
+        targets = list(stmt.targets)
+    elif isinstance(stmt, ast.AugAssign | ast.AnnAssign):
+        targets = [stmt.target]
+    elif isinstance(stmt, ast.Delete):
+        targets = list(stmt.targets)
+    names: set[str] = set()
+    for t in targets:
+        for n in ast.walk(t):
+            if isinstance(n, ast.Name):
+                names.add(n.id)
+            elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store | ast.Del):
+                names.add(n.attr)
+    return names
 
 
 _COMPOUND = (ast.If, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Try,

@@ -7,70 +7,19 @@ same workspace reuse them, as real runs do); each test works on its own copy.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from loopkit import BUDGET, audit_rows, git, labwarden
 from patchkit import cheat_script
 
 from agents.ledger import FINAL, Ledger
 
 pytestmark = pytest.mark.slow
-
-BUDGET = "2"  # training seconds per experiment: the loop, not the model, is under test
-
-
-def labwarden(ws: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    return subprocess.run([sys.executable, "-m", "agents.cli", *args, "--workspace", str(ws)],
-                          cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def git(ws: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ws, capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-@pytest.fixture(scope="session")
-def baselined(tiny_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A git workspace whose ledger already holds two baseline measurements."""
-    ws = tmp_path_factory.mktemp("research") / "ws"
-    shutil.copytree(tiny_workspace, ws)
-    with (ws / "labwarden.toml").open("a") as f:
-        f.write("\n[agents]\nbaseline_runs = 2\n")
-    (ws / ".gitignore").write_text(".labwarden/\n__pycache__/\n")
-    git(ws, "init", "-q", "-b", "main")
-    git(ws, "add", "-A")
-    git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "workspace")
-    proc = labwarden(ws, "run", "--agent", "tuner", "--max-experiments", "0", "--backend",
-                     "local", "--time-budget", BUDGET)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    # Copies must not share a worktree with this folder: drop it (the branch stays).
-    git(ws, "worktree", "remove", "--force", str(ws / ".labwarden" / "worktree"))
-    return ws
-
-
-@pytest.fixture()
-def workspace(baselined: Path, tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    shutil.copytree(baselined, ws, symlinks=True)
-    return ws
-
-
-def audit_rows(ws: Path) -> list[dict]:
-    db = sqlite3.connect(ws / ".labwarden" / "audit.sqlite")
-    db.row_factory = sqlite3.Row
-    rows = [dict(r) for r in db.execute(
-        "SELECT a.*, GROUP_CONCAT(f.rule_id) AS rules FROM attempts a "
-        "LEFT JOIN findings f ON f.attempt_id = a.id GROUP BY a.id ORDER BY a.id")]
-    db.close()
-    return rows
-
 
 def test_baselines_measure_the_noise_floor(baselined: Path):
     ledger = Ledger(baselined / ".labwarden" / "ledger.sqlite", readonly=True)

@@ -10,46 +10,71 @@ time but never correctness.
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from guards.pyast import ChunkTree, FileMaps, PyModule
 
 _CONTINUATIONS = ("else", "elif", "except", "finally", "case")
-_CLOSERS = (")", "]", "}")
 
 _TREES: OrderedDict[tuple[str, str], ChunkTree | None] = OrderedDict()
 _MODULES: OrderedDict[tuple[object, ...], PyModule] = OrderedDict()
 _MAX = 2048
 
 
+_STARTS = re.compile(r"^(?=[^\s#)\]}])", re.MULTILINE)
+_TRIPLE = re.compile(r'"""|\'\'\'')
+
+
 def split_chunks(source: str) -> list[tuple[int, str]]:
-    """(0-based first line, text) of each top-level chunk, in order."""
+    """(0-based first line, text) of each top-level chunk, in order.
+
+    A chunk starts at a line that begins in column 0 with code, unless that line continues
+    a statement (`else:`, `except`, a closing bracket), follows a decorator, or sits
+    inside a triple-quoted string. Comments directly above a start belong to its chunk.
+    """
+    strings = []  # spans of triple-quoted strings, paired naively (a miss only costs time)
+    open_at, quote = -1, ""
+    for m in _TRIPLE.finditer(source):
+        if open_at < 0:
+            open_at, quote = m.start(), m.group()
+        elif m.group() == quote:
+            strings.append((open_at, m.end()))
+            open_at = -1
+    if open_at >= 0:
+        strings.append((open_at, len(source)))
+    line_starts = [0]
+    line_starts.extend(m.end() for m in _NEWLINE.finditer(source))
     lines = source.splitlines(keepends=True)
     starts = [0]
-    pending_decorator = False
-    seen_code = False
-    in_string: str | None = None  # the triple quote we are inside, if any
-    for i, line in enumerate(lines):
-        at_col0 = in_string is None
-        for quote in ('"""', "'''"):
-            if (in_string in (None, quote)) and line.count(quote) % 2 == 1:
-                in_string = None if in_string == quote else quote
-        if not at_col0 or not line[:1] or line[0] in " \t\r\n#":
+    span = 0
+    prev_decorator = False
+    for m in _STARTS.finditer(source):
+        pos = m.start()
+        if pos >= len(source):
+            break
+        while span < len(strings) and strings[span][1] <= pos:
+            span += 1
+        if span < len(strings) and strings[span][0] < pos:
+            continue  # inside a string
+        i = bisect_right(line_starts, pos) - 1
+        line = lines[i] if i < len(lines) else ""
+        word = line.split(None, 1)[0].rstrip(":") if line.strip() else ""
+        decorator, prev_decorator = prev_decorator, line.startswith("@")
+        if word in _CONTINUATIONS or decorator or i == 0:
             continue
-        word = line.split(None, 1)[0].rstrip(":")
-        is_start = not (word in _CONTINUATIONS or line.startswith(_CLOSERS) or pending_decorator)
-        if is_start and seen_code:
-            # comments directly above a statement belong to it
-            j = i
-            while j > starts[-1] and lines[j - 1].lstrip().startswith("#"):
-                j -= 1
-            if j > starts[-1]:
-                starts.append(j)
-        seen_code = True
-        pending_decorator = line.startswith("@")
+        j = i
+        while j > starts[-1] and lines[j - 1].lstrip().startswith("#"):
+            j -= 1
+        if j > starts[-1]:
+            starts.append(j)
     starts.append(len(lines))
     return [(a, "".join(lines[a:b])) for a, b in zip(starts, starts[1:], strict=False) if b > a]
+
+
+_NEWLINE = re.compile(r"\n")
 
 
 def _tree(text: str, path: str) -> ChunkTree | None:
@@ -77,9 +102,23 @@ class FileAnalysis:
     maps: FileMaps
 
 
+_ANALYSES: OrderedDict[tuple[str, str], FileAnalysis] = OrderedDict()
+
+
 def analyse(source: str, path: str) -> FileAnalysis:
-    """Chunked analysis of a file; raises SyntaxError (from a whole-file parse) when it
-    does not parse."""
+    """Chunked analysis of a file (LRU-cached); raises SyntaxError when it does not parse."""
+    key = (path, source)
+    if key in _ANALYSES:
+        _ANALYSES.move_to_end(key)
+        return _ANALYSES[key]
+    result = _analyse(source, path)
+    _ANALYSES[key] = result
+    if len(_ANALYSES) > 64:
+        _ANALYSES.popitem(last=False)
+    return result
+
+
+def _analyse(source: str, path: str) -> FileAnalysis:
     pieces = split_chunks(source)
     trees = [_tree(text, path) for _, text in pieces]
     if any(t is None for t in trees):

@@ -66,6 +66,7 @@ class FileState:
     after: str | None
     _py: dict[str, PyModule | None] = field(default_factory=dict)
     _chunks: dict[str, FileAnalysis | None] = field(default_factory=dict)
+    _changed: dict[str, list[tuple[int, PyModule]]] = field(default_factory=dict)
     syntax_error: str | None = None
 
     @property
@@ -105,6 +106,27 @@ class FileState:
             self._chunks[which] = result
         return self._chunks[which]
 
+    def changed_chunks(self, which: str) -> list[tuple[int, PyModule]]:
+        """Chunks of `which` with no identical twin (text and name maps) in the other version.
+
+        Identical chunks give identical hits on both sides, which cancel in a before/after
+        comparison; only these need scanning.
+        """
+        if which in self._changed:
+            return self._changed[which]
+        mine, other = self.analysis(which), self.analysis(
+            "after" if which == "before" else "before")
+        out: list[tuple[int, PyModule]] = []
+        if mine is not None:
+            twins = Counter(m.identity for _, m in other.modules) if other else Counter()
+            for offset, mod in mine.modules:
+                if twins[mod.identity] > 0:
+                    twins[mod.identity] -= 1
+                else:
+                    out.append((offset, mod))
+        self._changed[which] = out
+        return out
+
     def added(self) -> dict[int, str]:
         return dict(self.change.added_lines())
 
@@ -131,13 +153,14 @@ class CheckContext:
 
     def scan(self, key: str, state: FileState, which: str,
              scanner: Callable[[PyModule], list[Hit]]) -> list[Hit]:
-        """Hits of `scanner` over every chunk of one version, lines made file-absolute."""
+        """Hits of `scanner` over the chunks of one version that differ from the other
+        version, lines made file-absolute (see `FileState.changed_chunks`)."""
         cache_key = (f"{key}:{which}", state.path)
         if cache_key not in self._cache:
             hits: list[Hit] = []
-            analysis = state.analysis(which)
-            for offset, mod in analysis.modules if analysis is not None else []:
-                shared = (key, state.path, mod.source, mod.fingerprint, self.fingerprint)
+            path = state.path
+            for offset, mod in state.changed_chunks(which):
+                shared = (key, path, mod.source, mod.fingerprint, self.fingerprint)
                 if shared in _SCANS:
                     _SCANS.move_to_end(shared)
                     found = _SCANS[shared]

@@ -261,6 +261,7 @@ class PyModule(Resolver):
         self.bound = maps.bound
         self.env = maps.env
         self.fingerprint = maps.fingerprint(chunk.names)
+        self.identity = (self.source, self.fingerprint)
 
     # -- facts --------------------------------------------------------------------------
     @cached_property

@@ -96,6 +96,8 @@ class _Summary:
     assigns: list[tuple[frozenset[str], frozenset[str]]] = field(default_factory=list)
     writes: list[tuple[frozenset[str], Hit]] = field(default_factory=list)
     env_hits: list[Hit] = field(default_factory=list)
+    targets: frozenset[str] = frozenset()
+    """Every name this chunk writes: lets the file-wide passes skip it quickly."""
 
 
 _SUMMARIES: OrderedDict[tuple[object, ...], _Summary] = OrderedDict()
@@ -172,6 +174,8 @@ class BudgetRule(Rule):
         for _ in range(4):  # what the compared clocks are computed from
             grew = False
             for _, sm in parts:
+                if not sm.targets & clock:
+                    continue
                 for targets, values in sm.assigns:
                     if targets & clock:
                         extra = values - clock - budget
@@ -182,7 +186,8 @@ class BudgetRule(Rule):
                 break
         watched = clock | budget
         for offset, sm in parts:
-            out.extend(shift(h, offset) for targets, h in sm.writes if targets & watched)
+            if sm.targets & watched:
+                out.extend(shift(h, offset) for targets, h in sm.writes if targets & watched)
         return out
 
     def _summarise(self, mod: PyModule, ctx: CheckContext) -> _Summary:
@@ -244,6 +249,7 @@ class BudgetRule(Rule):
             if st.qual == "os.environ" and st.key in env_names:
                 sm.env_hits.append(hit(mod, st.node, "writes the time budget's environment "
                                        "variable.", "env", st.key))
+        sm.targets = frozenset(n for targets, _ in sm.assigns for n in targets)
         return sm
 
 

@@ -309,7 +309,7 @@ def fork_bomb_stopped(backend: SandboxBackend, config: WorkspaceConfig) -> Check
     )
     log = _log(r)
     found = re.search(r"FORK_BLOCKED after (\d+)", log)
-    left = _leftovers(r.run_dir)
+    left = _leftovers(r.run_dir, backend)
     ok = bool(found) and int(found.group(1)) < limit and r.status == "crash" and not left
     return CheckOutcome(
         ok, f"{found.group(0) if found else log[-200:]} status={r.status} leftover={left}"
@@ -353,7 +353,7 @@ def infinite_loop_killed(backend: SandboxBackend, config: WorkspaceConfig) -> Ch
         r.status == "timeout"
         and limit <= r.train_seconds < limit + 10
         and bool(r.violations)
-        and not _leftovers(r.run_dir)
+        and not _leftovers(r.run_dir, backend)
     )
     return CheckOutcome(
         ok,
@@ -414,9 +414,15 @@ def _suite_limit(key: str) -> float:
     return float(match.group(1))
 
 
-def _leftovers(run_dir: Path) -> list[int]:
-    """Processes still running with their working folder inside the run (local steps)."""
-    found = []
+def _leftovers(run_dir: Path, backend: SandboxBackend | None = None) -> list[int | str]:
+    """Processes still running with their working folder inside the run (local steps),
+    and containers of ours still present (Docker steps)."""
+    found: list[int | str] = []
+    client = getattr(backend, "client", None)
+    if client is not None:
+        from sandbox.docker.containers import LABEL
+
+        found += [c.short_id for c in client.containers.list(all=True, filters={"label": LABEL})]
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue

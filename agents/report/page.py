@@ -136,7 +136,7 @@ def _row(i: int, e: Experiment) -> str:
     return (
         f'<tr class="st-{_e(e.status)}">'
         f'{_num_cell(i, str(i))}'
-        f"<td data-sort=\"{_e(e.id)}\"><code>{_e(e.id)}</code></td>"
+        f"<td class=\"id\" data-sort=\"{_e(e.id)}\"><code>{_e(e.id)}</code></td>"
         f'<td class="hyp" data-sort="{_e(hyp)}">{hyp_html}</td>'
         f'<td data-sort="{_e(e.status)}">'
         f'<span class="badge b-{_e(e.status)}">{_e(e.status)}</span></td>'
@@ -306,13 +306,15 @@ background:var(--soft)}
 #progress-plot .pt-crash{stroke:var(--crash);stroke-width:2;fill:none}
 #progress-plot .pt-blocked{fill:var(--blocked)}
 #progress-plot .pt-rejected{fill:var(--rejected)}
+#progress-plot .pt-planned,#progress-plot .pt-running{fill:none;stroke:var(--discard);
+stroke-width:1.5}
 #progress-plot .keep-label{font-size:10.5px;fill:var(--keep)}
 table{border-collapse:collapse;width:100%;margin:6px 0}
 th,td{border-bottom:1px solid var(--line);padding:4px 6px;text-align:left;vertical-align:top}
 th{background:var(--soft);cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.hyp{max-width:420px;overflow-wrap:anywhere}
+td.hyp{max-width:420px;overflow-wrap:anywhere}td.id{white-space:nowrap}
 tr.st-discard td{color:var(--muted)}
 .reason{color:var(--crash);font-size:12px}
 .model{color:var(--muted);font-size:11px;max-width:220px;overflow-wrap:anywhere}

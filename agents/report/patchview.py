@@ -84,7 +84,8 @@ def mark(lines: list[PatchLine], findings: tuple[Finding, ...] | list[Finding]) 
 
     A finding's line is a line of the file after the patch (an added line), or, when no
     added or context line has that number, of the file before it (a removed line). A
-    finding with a file and no line marks that file's headers.
+    finding about a removed line (evidence starting "(removed) ") marks the removed line
+    with that text. A finding with a file and no line marks that file's headers.
     """
     notes: dict[int, list[str]] = {}
     for f in findings:
@@ -104,9 +105,22 @@ def _same(a: str | None, b: str | None) -> bool:
     return _strip(a) == _strip(b)
 
 
+REMOVED = "(removed) "
+"""How the guards prefix the evidence of a finding about a line the patch took away."""
+
+
 def _locate(lines: list[PatchLine], f: Finding) -> list[int]:
     if not f.file:
         return []
+    if f.evidence.startswith(REMOVED):
+        # The guards number such a finding in the file after the patch, where the line no
+        # longer exists; find the removed line by its text instead.
+        text = f.evidence[len(REMOVED):].strip()
+        hits = [i for i, ln in enumerate(lines)
+                if ln.kind == "del" and _same(ln.file, f.file) and text
+                and ln.text[1:].strip().startswith(text)]
+        if hits:
+            return hits
     if f.line is None or f.line <= 0:
         return [i for i, ln in enumerate(lines) if ln.kind == "file" and _same(ln.file, f.file)]
     for kind, attr in (("add", "new"), ("ctx", "new"), ("del", "old")):

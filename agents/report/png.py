@@ -75,14 +75,13 @@ def _draw(ax, s, data: ReportData) -> None:  # noqa: ANN001 - matplotlib types a
             ax.scatter([p.x for p in side], [s.y_hi if up else s.y_lo for p in side],
                        marker="^" if up else "v", s=40, color=COLORS["discard"], clip_on=False,
                        zorder=2)
-    for p in s.points:
-        if p.status == "keep" and p.y is not None and not p.clipped:
-            text = p.label.split(": ", 1)[1] if ": " in p.label else p.label
-            left = p.x > 0.7 * s.x_max  # near the right edge: label to the left, not cut off
-            ax.annotate(text[:40], (p.x, p.y), xytext=(-6 if left else 6, 6),
-                        textcoords="offset points", ha="right" if left else "left",
-                        fontsize=8, color=COLORS["keep"], rotation=-20 if left else 20,
-                        rotation_mode="anchor")
+    for p in s.labelled():
+        text = p.label.split(": ", 1)[1] if ": " in p.label else p.label
+        left = p.x > 0.7 * s.x_max  # near the right edge: label to the left, not cut off
+        ax.annotate(text[:40], (p.x, p.y), xytext=(-6 if left else 6, 6),
+                    textcoords="offset points", ha="right" if left else "left",
+                    fontsize=8, color=COLORS["keep"], rotation=-20 if left else 20,
+                    rotation_mode="anchor")
     ax.set_ylim(lane - span * 0.04, s.y_hi)
     ticks = [t for t in ax.get_yticks() if s.y_lo <= t <= s.y_hi]
     ax.set_yticks([lane, *ticks], ["no score", *(f"{t:g}" for t in ticks)])

@@ -116,20 +116,19 @@ def render_svg(data: ReportData) -> str:
             r = 5.5 if p.status == "keep" else 4
             out.append(f'<circle {attrs} cx="{x:.1f}" cy="{py(p.y):.1f}" r="{r}">{title}</circle>')
 
-    for p in s.points:
-        if p.status == "keep" and p.y is not None and not p.clipped:
-            text = p.label.split(": ", 1)[1] if ": " in p.label else p.label
-            if len(text) > LABEL_CHARS:
-                text = text[: LABEL_CHARS - 1] + "\u2026"
-            # Labels near the right edge go to the left of their point, so none is cut off.
-            left = px(p.x) > LEFT + 0.7 * (W - LEFT - RIGHT)
-            x, y = px(p.x) + (-7 if left else 7), py(p.y) - 7
-            anchor = "end" if left else "start"
-            angle = 20 if left else -20
-            out.append(
-                f'<text class="keep-label" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" '
-                f'transform="rotate({angle} {x:.1f} {y:.1f})">{escape(text)}</text>'
-            )
+    for p in s.labelled():
+        text = p.label.split(": ", 1)[1] if ": " in p.label else p.label
+        if len(text) > LABEL_CHARS:
+            text = text[: LABEL_CHARS - 1] + "\u2026"
+        # Labels near the right edge go to the left of their point, so none is cut off.
+        left = px(p.x) > LEFT + 0.7 * (W - LEFT - RIGHT)
+        x, y = px(p.x) + (-7 if left else 7), py(p.y) - 7
+        anchor = "end" if left else "start"
+        angle = 20 if left else -20
+        out.append(
+            f'<text class="keep-label" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" '
+            f'transform="rotate({angle} {x:.1f} {y:.1f})">{escape(text)}</text>'
+        )
 
     out.append(_legend(W - RIGHT - 8, H - 22))
     out.append("</svg>")
@@ -144,7 +143,10 @@ def _lane_marker(status: str, x: float, y: float, attrs: str, title: str) -> str
     if status == "rejected":
         d = f"M{x:.1f},{y - 5:.1f} L{x + 5:.1f},{y:.1f} L{x:.1f},{y + 5:.1f} L{x - 5:.1f},{y:.1f} Z"
         return f'<path {attrs} d="{d}">{title}</path>'
-    return f'<rect {attrs} x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8">{title}</rect>'
+    if status == "blocked":
+        return f'<rect {attrs} x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8">{title}</rect>'
+    # Still under way (planned, running) in a run that is writing the ledger right now.
+    return f'<circle {attrs} cx="{x:.1f}" cy="{y:.1f}" r="4">{title}</circle>'
 
 
 def _legend(right: float, y: float) -> str:

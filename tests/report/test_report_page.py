@@ -136,10 +136,13 @@ def test_findings_mark_added_removed_and_file_lines():
         Finding("r.del", "block", "trainer/other.py", 1, "import gc", ""),
         Finding("r.file", "block", "b/trainer/other.py", None, "", ""),
         Finding("r.none", "block", "trainer/train.py", 99, "", ""),
+        # The guards' way of pointing at a line the patch took away: its text, new numbering.
+        Finding("r.gone", "block", "trainer/train.py", 11, "(removed) B = 2", ""),
     ]
     marked = {ln.text: ln.notes for ln in mark(lines, findings) if ln.marked}
     assert marked == {
         "+C = 4": ("r.add",),
+        "-B = 2": ("r.gone",),
         # Line 1 of the new other.py is the context line "x = 1"; a finding on an added or
         # context line wins over the old file's line 1.
         " x = 1": ("r.del",),
@@ -234,6 +237,8 @@ def test_reads_a_ledger_another_process_is_writing(night_workspace, tmp_path):
         page = out.read_text()
         assert "still training" in page and "uncommitted" not in page
         assert '<span class="badge b-planned">planned</span>' in page
+        # Drawn as under way on the no-score lane, not as one more blocked attempt.
+        assert re.search(r'<circle class="pt pt-planned" data-x="17"', page)
         after = {p.name: p.read_bytes() for p in state.iterdir() if p.is_file()}
         # Every file that was there is byte for byte the same. SQLite itself may add the
         # sidecars of a WAL database nobody had open (the audit trail here): an empty -wal

@@ -10,7 +10,7 @@ from typing import Any
 
 from agents.config import AgentsConfig
 from agents.ledger import Ledger
-from agents.llm.base import ResearchAgent, Usage
+from agents.llm.base import ResearchAgent
 from agents.progress import Progress
 from agents.research_tree import ResearchTree
 from labwarden.config import WorkspaceConfig
@@ -40,13 +40,6 @@ class ResearchContext:
     def guard_config(self) -> WorkspaceConfig:
         """The workspace seen from the research tree: guards compare against the best files."""
         return dataclasses.replace(self.config, root=self.tree.path)
-
-    def record_usage(self, exp_id: str | None, usage: Usage) -> None:
-        self.ledger.record_llm_call(exp_id, role=usage.role, model=usage.model,
-                                    input_tokens=usage.input_tokens,
-                                    output_tokens=usage.output_tokens,
-                                    cache_read=usage.cache_read, cache_write=usage.cache_write,
-                                    cost_usd=usage.cost_usd, ok=usage.ok, note=usage.note)
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline

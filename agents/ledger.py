@@ -236,7 +236,8 @@ class Ledger:
     def record_llm_call(self, exp_id: str | None, *, role: str, model: str, input_tokens: int,
                         output_tokens: int, cache_read: int, cache_write: int,
                         cost_usd: float | None, ok: bool, note: str = "") -> None:
-        """One API call; its tokens and cost are added to the experiment's totals."""
+        """One API call (the fields of `agents.llm.base.Usage`); its tokens and cost are
+        added to the experiment's totals."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO llm_calls(experiment_id, role, model, input_tokens, output_tokens,"

@@ -5,6 +5,7 @@ Kept apart from the CLI so tests drive the same wiring as users do.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import sqlite3
 import time
@@ -85,9 +86,8 @@ class ResearchSession:
             raise InputError(f"no prepared data for profile {profile!r} at "
                              f"{config.data_path(profile)}; run 'labwarden prepare --profile "
                              f"{profile}' first.")
-        from guards.audit import AuditStore
-
         from agents.llm import make_agent
+        from guards.audit import AuditStore
         from sandbox import get_backend
 
         backend = get_backend(s.get("backend"))
@@ -95,10 +95,7 @@ class ResearchSession:
         script = Path(s["script"]).resolve() if s.get("script") else None
         agent = make_agent(
             s["agent"], agents_cfg,
-            on_usage=lambda exp, u: ledger.record_llm_call(
-                exp, role=u.role, model=u.model, input_tokens=u.input_tokens,
-                output_tokens=u.output_tokens, cache_read=u.cache_read,
-                cache_write=u.cache_write, cost_usd=u.cost_usd, ok=u.ok, note=u.note),
+            on_usage=lambda exp, usage: ledger.record_llm_call(exp, **dataclasses.asdict(usage)),
             files=tree.files(config.editable),
             history=lambda: ledger.experiments(kind="experiment"),
             script_dir=script,

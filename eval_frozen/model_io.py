@@ -6,7 +6,8 @@ and a `torch.load(weights_only=False)` fallback for pickled weights. So, before 
 the archive must be a zip with no such entries; during loading `torch.load` is forced
 to weights-only mode (TORCH_FORCE_WEIGHTS_ONLY_LOAD), which unpickles tensors only; after
 loading every call in the graph must be a registered operator (aten and friends) or
-plain arithmetic on sizes, never an arbitrary Python function.
+plain arithmetic on sizes, never an arbitrary Python function, and the forward pass must
+not write to any buffer (no hidden state that could change behaviour between calls).
 """
 
 from __future__ import annotations
@@ -88,6 +89,30 @@ def check_graph(graph_module: torch.fx.GraphModule) -> None:
                                      f"not a registered operator.")
 
 
+def check_stateless(program: torch.export.ExportedProgram) -> None:
+    """EvalInputError if a forward pass writes to a buffer or its input.
+
+    A model with state could count its calls and behave (causally) only while it is probed.
+    The loaded graph may keep in-place ops (`add_`) whose targets are hard to trace through
+    views, so it is functionalized first: every write to state then shows in the signature.
+    In-place ops on intermediate activations stay allowed.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's own deprecation noise
+            sig = program.run_decompositions({}).graph_signature
+    except Exception as e:
+        raise EvalInputError(f"cannot analyse the exported graph ({type(e).__name__}: "
+                             f"{str(e)[:200]}).") from None
+    mutated = {**sig.buffers_to_mutate, **getattr(sig, "user_inputs_to_mutate", {})}
+    if mutated:
+        name = next(iter(mutated.values()))
+        raise EvalInputError(f"the exported model writes to {name!r} during forward; "
+                             f"the evaluator accepts only stateless models.")
+
+
 def load_program(path: str | Path, device: str = "cpu") -> Callable[[torch.Tensor], object]:
     """The exported model as a callable `ids (B, T) -> logits`; EvalInputError if unusable."""
     import torch
@@ -106,6 +131,7 @@ def load_program(path: str | Path, device: str = "cpu") -> Callable[[torch.Tenso
         raise EvalInputError(f"cannot load {path} as a torch.export program "
                              f"({type(e).__name__}: {msg[:200]}).") from None
     check_graph(program.graph_module)
+    check_stateless(program)
     try:
         module = program.module()
         if device != "cpu":

@@ -225,3 +225,24 @@ def test_evaluator_needs_no_train_split(workspace_copy, exported, tmp_path):
     assert evaluate.main(["--model", str(exported["causal"]), "--data-dir",
                           str(data_dir_of(workspace_copy)), "--out", str(out)]) == 0
     assert _metrics(out)["status"] == "scored"
+
+
+class _CallCounter(torch.nn.Module):
+    """Causal for its first calls, then free to cheat: needs a buffer it writes to."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = TinyAttention()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, idx):
+        self.calls.add_(1)
+        return self.inner(idx) + 0.0 * self.calls
+
+
+def test_stateful_model_is_refused(tmp_path):
+    from ef_helpers import export_model
+
+    path = export_model(_CallCounter(), tmp_path / "stateful.pt2")
+    with pytest.raises(EvalInputError, match="writes to 'calls'.*stateless"):
+        load_program(path)

@@ -46,7 +46,12 @@ def load_report(config: WorkspaceConfig, *, profile: str | None = None) -> Repor
     )
     rows: list[dict[str, Any]] = []
     if ledger_file.is_file():
-        rows = _ledger_rows(ledger_file)
+        rows, running = _ledger_rows(ledger_file)
+        if running:
+            data.notes.append(
+                f"Run {running} has not finished (it is still going, or it stopped early and "
+                f"'labwarden run --resume' continues it): this page shows what was recorded "
+                f"up to {data.generated_at}.")
     else:
         data.notes.append(f"No ledger at {ledger_file}: only the audit trail is shown.")
 
@@ -107,10 +112,17 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _ledger_rows(path: Path) -> list[dict[str, Any]]:
+def _ledger_rows(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The experiments in order, and the id of a run that has not finished (if any).
+
+    A run killed without `--resume` also looks unfinished; the note on the page says
+    "still going" either way, which is what the ledger can tell.
+    """
     db = _connect(path)
     try:
         rows = db.execute("SELECT * FROM experiments ORDER BY seq").fetchall()
+        last = db.execute(
+            "SELECT run_id, finished_at FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
     except sqlite3.Error as e:
         raise InputError(f"{path}: no experiments table ({e}); is it a labwarden ledger?") from None
     finally:
@@ -121,7 +133,8 @@ def _ledger_rows(path: Path) -> list[dict[str, Any]]:
         for key in ("guard_findings", "result", "agent_meta"):
             d[key] = _json(d.get(key))
         out.append(d)
-    return out
+    running = str(last["run_id"]) if last is not None and last["finished_at"] is None else None
+    return out, running
 
 
 def _json(text: Any) -> Any:

@@ -70,6 +70,29 @@ def test_ledger_alone_still_lists_every_stop(ledger_only_workspace):
     assert probe.verdict == "rejected" and "is_causal=False" in probe.patch
 
 
+def test_one_profile_at_a_time(night_workspace, tmp_path):
+    """Metrics of different profiles do not compare: the latest profile is shown, the
+    others are named, and --profile picks one."""
+    led = Ledger(ledger_path(night_workspace / ".labwarden"))
+    led.start_run("r9", "t9", {})
+    led.open_experiment("gpu-1", run_id="r9", kind="baseline", profile="gpu", agent="tuner",
+                        parent=None)
+    led.store_result("gpu-1", {"status": "ok", "val_bpb": 0.998, "metrics": None})
+    led.finish("gpu-1", "keep", "baseline measurement")
+    led.finish_run("r9", "done")
+    led.close()
+    data = load_report(load_config(night_workspace))
+    assert [e.id for e in data.experiments] == ["gpu-1"] and data.baseline == 0.998
+    assert any("the ledger also holds tiny" in n for n in data.notes)
+    out = tmp_path / "tiny.html"
+    assert main(["report", "--workspace", str(night_workspace), "--profile", "tiny",
+                 "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.count('<tr class="st-') == 16 and "gpu-1" not in page
+    assert "also holds gpu" in page
+    assert "has not finished" not in page  # every run in this ledger finished
+
+
 def test_active_guards_come_from_the_guards_registry(night_workspace):
     data = load_report(load_config(night_workspace))
     ids = {r.id for r in data.rules}
@@ -236,6 +259,7 @@ def test_reads_a_ledger_another_process_is_writing(night_workspace, tmp_path):
         assert done.returncode == 0, done.stderr
         page = out.read_text()
         assert "still training" in page and "uncommitted" not in page
+        assert "Run live has not finished" in page
         assert '<span class="badge b-planned">planned</span>' in page
         # Drawn as under way on the no-score lane, not as one more blocked attempt.
         assert re.search(r'<circle class="pt pt-planned" data-x="17"', page)

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="data profile (default: the workspace's)")
     parser.add_argument("--backend", choices=("docker", "local"),
                         help="sandbox (default: docker when an engine answers, else local)")
+    parser.add_argument("--gpus", metavar="SPEC",
+                        help="GPUs for the Docker sandbox: 'all' or indices like 0,2 "
+                             "(default: none)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the last run from its last checkpoint")
     parser.add_argument("--time-budget", type=float, metavar="S",
@@ -39,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, previous: dict[str, Any] | None) -> dict[str, Any]:
     """This session's settings: the resumed run's, overridden by options given now."""
-    keys = ("agent", "script", "max_experiments", "hours", "profile", "backend", "time_budget")
+    keys = ("agent", "script", "max_experiments", "hours", "profile", "backend", "time_budget",
+            "gpus")
     out = dict(previous or {})
     for key in keys:
         value = getattr(args, key)
@@ -55,6 +59,10 @@ def _check(s: dict[str, Any]) -> None:
         raise InputError(f"--hours must be > 0, but got {s['hours']}.")
     if s["time_budget"] is not None and s["time_budget"] <= 0:
         raise InputError(f"--time-budget must be > 0, but got {s['time_budget']}.")
+    gpus = s.get("gpus")
+    if gpus is not None and gpus != "all" and not all(
+            part.strip().isdigit() for part in gpus.split(",")):
+        raise InputError(f"--gpus must be 'all' or indices like 0,2, but got {gpus!r}.")
     if s["agent"] == "scripted" and not s["script"]:
         raise InputError("--agent scripted needs --script DIR (a folder of .patch files).")
 

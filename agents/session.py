@@ -111,12 +111,14 @@ class ResearchSession:
                       "marked crash (use --resume to continue a run instead)")
             ledger.start_run(run_id, thread_id, s)
         hours = s.get("hours")
+        gpus = s.get("gpus")
         ctx = ResearchContext(
             config=config, settings=agents_cfg, agent=agent, ledger=ledger, backend=backend,
             tree=tree, audit=AuditStore(config.state_path / "audit.sqlite"), profile=profile,
             time_budget_s=s.get("time_budget") or config.time_budget_s,
             max_experiments=s.get("max_experiments"),
             deadline=time.time() + hours * 3600 if hours else None,
+            gpus=gpus if gpus in (None, "all") else [int(i) for i in gpus.split(",")],
             progress=progress or Progress(enabled=not quiet),
         )
         checkpoints = sqlite3.connect(config.state_path / "checkpoints.sqlite",

@@ -38,6 +38,7 @@ def cli(ws: Path, *args: str) -> subprocess.CompletedProcess:
     (("run", "--max-experiments", "-1"), "--max-experiments must be >= 0"),
     (("run", "--agent", "anthropic"), "ANTHROPIC_API_KEY"),
     (("run", "--agent", "gpt"), "invalid choice"),
+    (("run", "--gpus", "first"), "--gpus must be 'all' or indices"),
     (("results", "--tsv"), "no ledger"),
 ])
 def test_bad_input_exits_2_with_one_line(bare, args, message):

@@ -103,6 +103,17 @@ class LoadRule(AstRule):
         return out
 
 
+# Builtins whose rebinding silently changes what unchanged code does (`float = ...` turns
+# the budget line into anything).
+SHADOWABLE = frozenset({
+    "float", "int", "bool", "str", "print", "open", "next", "iter", "range", "len", "min",
+    "max", "round", "abs", "sum", "getattr", "setattr", "hasattr", "isinstance", "super",
+    "globals", "locals", "vars", "exec", "eval", "compile", "__import__", "__build_class__",
+})
+STAR_PROTECTED = ("time", "datetime", "os", "sys", "builtins", "signal", "subprocess",
+                  "importlib", "inspect", "gc", "ctypes", "socket", "pickle")
+
+
 class EnvRule(AstRule):
     id = "escape.env"
     description = ("Writes to os.environ (budget and sandbox variables blocked, others sent to "
@@ -121,6 +132,22 @@ class EnvRule(AstRule):
                 target = st.qual + (f"[{st.key!r}]" if st.key else "")
                 out.append(hit(mod, st.node, f"{st.how} of {target}: interpreter and import "
                                "state may not be changed.", "state", target))
+        for node in mod.nodes:
+            name = None
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                name = node.id
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = node.name
+            elif isinstance(node, ast.alias) and node.asname:
+                name = node.asname
+            elif isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+                base = mod.import_base(node)
+                if first_match(base, (*STAR_PROTECTED, *ctx.settings.frozen_modules)):
+                    out.append(hit(mod, node, f"star import from {base}: it hides which names "
+                                   "are rebound.", "star", base))
+            if name in SHADOWABLE:
+                out.append(hit(mod, node, f"rebinds the builtin {name}(): unchanged code that "
+                               "calls it would run something else.", "shadow", name))
         for ref in mod.refs:
             if ref.qual in ("sys.modules", "builtins") or ref.qual.startswith(
                     ("sys.modules.", "sys.meta_path", "sys.path_hooks")):

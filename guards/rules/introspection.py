@@ -31,6 +31,7 @@ FRAME_ATTRS = frozenset({
     "__subclasses__", "__builtins__", "__traceback__", "co_consts", "co_code", "co_names",
     "__kwdefaults__", "__defaults__", "__reduce__", "__reduce_ex__", "__getattribute__",
     "__mro__", "__bases__", "__base__", "__class__", "__import__", "__loader__", "__spec__",
+    "__setattr__", "__delattr__", "__set_name__", "__init_subclass__",
 })
 NAMESPACES = ("builtins.globals", "builtins.locals", "builtins.vars")
 

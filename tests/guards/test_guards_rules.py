@@ -115,3 +115,54 @@ def test_rule_that_raises_blocks_with_guards_error(config) -> None:  # type: ign
     assert report.blocked
     (f,) = report.findings
     assert f.rule_id == "guards.error" and "t.crash" in f.message and "bad rule" in f.evidence
+
+
+UTIL = '''import os
+import numpy as clock
+
+KEY = "TOKENIZERS_PARALLELISM"
+
+
+def stamp():
+    clock.perf_counter = 0
+
+
+def quiet():
+    os.environ[KEY] = "false"
+
+
+SIZES = (1,
+2)
+'''
+
+
+@pytest.mark.parametrize("old, new, rule", [
+    ("import numpy as clock\n", "import time as clock\n", "time.timer"),
+    ('KEY = "TOKENIZERS_PARALLELISM"', 'KEY = "LABWARDEN_TIME_" + "BUDGET"', "escape.env"),
+])
+def test_unchanged_code_is_rechecked_when_what_it_names_changes(config, old: str, new: str,
+                                                               rule: str) -> None:  # type: ignore[no-untyped-def]
+    """Chunks are cached, but a chunk whose names mean something new is scanned again."""
+    (config.root / "trainer" / "util.py").write_text(UTIL)
+    report = check_patch(edit(config.root, "trainer/util.py", old, new), config)
+    assert rule in {f.rule_id for f in report.findings if f.severity == "block"}, report.render()
+    hit = next(f for f in report.findings if f.rule_id == rule)
+    assert hit.line in (8, 12)  # the unchanged line whose meaning the patch changed
+
+
+def test_chunk_split_fallback_keeps_results(config) -> None:  # type: ignore[no-untyped-def]
+    (config.root / "trainer" / "util.py").write_text(UTIL)
+    report = check_patch(edit(config.root, "trainer/util.py", "2)\n", "2)\nimport ctypes\n"),
+                         config)
+    assert [f.rule_id for f in report.findings] == ["escape.process"]
+    assert report.findings[0].line == 17
+
+
+@pytest.mark.parametrize("code, rule", [
+    ("    float = lambda x: 9e9\n", "escape.env"),
+    ("    from time import *\n", "escape.env"),
+    ("    type(time).__setattr__(time, 'perf_counter', int)\n", "introspection.frames"),
+])
+def test_indirect_rebinding_is_blocked(config, code: str, rule: str) -> None:  # type: ignore[no-untyped-def]
+    report = _check(config, code)
+    assert rule in {f.rule_id for f in report.findings if f.severity == "block"}, report.render()

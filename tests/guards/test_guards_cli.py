@@ -97,3 +97,12 @@ def test_check_imports_nothing_heavy() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                        timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "0 []", r.stdout + r.stderr
+
+
+def test_check_reads_standard_input(workspace: Path) -> None:
+    patch = edit(workspace, "trainer/train.py", "import math\n", "import math\nimport pty\n")
+    r = subprocess.run([sys.executable, "-m", "agents.cli", "guards", "check", "-",
+                        "--workspace", str(workspace), "--no-audit"], input=patch,
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 1 and "escape.process" in r.stdout
+    assert not (workspace / ".labwarden").exists()

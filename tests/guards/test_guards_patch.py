@@ -145,3 +145,50 @@ def test_symlinked_folder_is_refused(config) -> None:  # type: ignore[no-untyped
     report = check_patch(diff("trainer/data/x.py", "", "x = 1\n"), config)
     assert "paths.invalid" in {f.rule_id for f in report.findings}
     assert not (config.root / "eval_frozen" / "x.py").exists()
+
+
+def test_file_type_rules(config) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        "diff --git a/trainer/train.py b/trainer/train.py\nold mode 100644\nnew mode 100755\n"
+        "diff --git a/trainer/val_link b/trainer/val_link\nnew file mode 120000\n"
+        "--- /dev/null\n+++ b/trainer/val_link\n@@ -0,0 +1 @@\n+../.labwarden/data/tiny/val\n"
+        "\\ No newline at end of file\n"
+        "diff --git a/trainer/w.bin b/trainer/w.bin\nnew file mode 100644\n"
+        "Binary files /dev/null and b/trainer/w.bin differ\n"
+    )
+    rules = {f.rule_id for f in check_patch(text, config).findings}
+    assert {"paths.mode", "paths.symlink", "paths.binary"} <= rules
+
+
+def test_size_limit_and_deletion_review(config) -> None:  # type: ignore[no-untyped-def]
+    big = diff("trainer/big.py", "", "".join(f"x{i} = {i}\n" for i in range(3500)))
+    assert "patch.size" in {f.rule_id for f in check_patch(big, config).findings}
+    (config.root / "trainer" / "old.py").write_text("x = 1\n")
+    gone = ("diff --git a/trainer/old.py b/trainer/old.py\ndeleted file mode 100644\n"
+            "--- a/trainer/old.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-x = 1\n")
+    report = check_patch(gone, config)
+    assert report.verdict == "passed"
+    assert [(f.rule_id, f.severity) for f in report.findings] == [("paths.deleted", "review")]
+
+
+def test_every_builtin_rule_meets_the_contract(config) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from guards.engine import build_registry
+
+    registry = build_registry(config)
+    assert not registry.errors
+    for rule_id, entry in registry.rules.items():
+        rule = entry.rule
+        assert re.fullmatch(r"[a-z0-9_.\-]+", rule_id) and rule.id == rule_id
+        assert rule.severity in ("block", "review", "note")
+        assert rule.description.strip().endswith(".") or len(rule.description) > 20
+        assert rule.check(parse_patch(diff("trainer/n.py", "", "x = 1\n")), _ctx(config)) == []
+
+
+def _ctx(config):  # type: ignore[no-untyped-def]
+    from guards.context import CheckContext
+    from guards.settings import load_settings
+
+    return CheckContext(config, load_settings(config), parse_patch(diff("trainer/n.py", "",
+                                                                       "x = 1\n")), [])

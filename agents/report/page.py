@@ -75,8 +75,11 @@ def _summary(data: ReportData) -> str:
         ("kept", str(count["keep"])),
         ("discarded", str(count["discard"])),
         ("crashed", str(count["crash"])),
-        ("blocked", str(max(count["blocked"], sum(a.verdict == "blocked" for a in data.attempts)))),
+        ("blocked", str(count["blocked"])),
         ("rejected", str(count["rejected"])),
+        # Every stop on the page: guard blocks, runtime and reviewer stops, checks from the
+        # command line; an attempt can be both "rejected" above and listed here.
+        ("attempts stopped", str(len(data.attempts))),
         (f"best {data.metric}", _fmt(best) or "\u2014"),
         ("baseline", _fmt(data.baseline) or "\u2014"),
     ]

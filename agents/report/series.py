@@ -94,7 +94,7 @@ def _range(ys: list[float], minimize: bool) -> tuple[float, float]:
     """Cover the values that matter; a diverged run (bpb 9 among 2.1s) is clipped, not scaled to.
 
     For a minimized metric the interesting side is the low one: keep every value below the
-    median, and above it at most three times the median-to-min spread or 10% of the median,
+    median, and above it at most three times the median-to-min spread or 3% of the median,
     whichever is larger (so a handful of near-identical baselines does not clip an ordinary
     discard); symmetrically when maximizing.
     """
@@ -103,7 +103,7 @@ def _range(ys: list[float], minimize: bool) -> tuple[float, float]:
     s = sorted(ys)
     lo, hi = s[0], s[-1]
     med = s[len(s) // 2]
-    floor = 0.1 * abs(med)
+    floor = 0.03 * abs(med)
     if minimize:
         hi = min(hi, med + max(3 * (med - lo), floor))
     else:

@@ -157,7 +157,7 @@ def _legend(right: float, y: float) -> str:
     parts = ['<g class="legend">']
     # System fonts differ in width; ~6.5 px per character at 11 px keeps entries apart.
     widths = [22 + 6.5 * len(text) for _, text in items]
-    x = right - sum(widths) - 70
+    x = right - sum(widths) - 70 - 190
     for (status, text), width in zip(items, widths, strict=True):
         parts.append(_lane_marker(status, x, y, f'class="pt pt-{status}"', "")
                      if status in ("crash", "blocked", "rejected")
@@ -166,5 +166,11 @@ def _legend(right: float, y: float) -> str:
         x += width
     parts.append(f'<line class="best" x1="{x}" x2="{x + 22}" y1="{y}" y2="{y}"/>'
                  f'<text class="tick" x="{x + 27}" y="{y + 4}">best</text>')
+    x += 70
+    parts.append(f'<line class="baseline" x1="{x}" x2="{x + 22}" y1="{y}" y2="{y}"/>'
+                 f'<text class="tick" x="{x + 27}" y="{y + 4}">baseline</text>')
+    x += 85
+    parts.append(f'<rect class="band" x="{x}" y="{y - 5}" width="22" height="10"/>'
+                 f'<text class="tick" x="{x + 27}" y="{y + 4}">noise band</text>')
     parts.append("</g>")
     return "".join(parts)

@@ -37,7 +37,7 @@ def test_report_renders_cleanly_in_chromium(night_workspace, browser, artifacts,
     kept = browser.evaluate("document.querySelectorAll('#progress-plot .pt-keep[data-x]').length")
     assert kept == 3
     assert browser.evaluate("document.querySelector('#progress-plot polyline.best') !== null")
-    assert browser.evaluate("document.querySelector('#progress-plot .band') !== null")
+    assert browser.evaluate("document.querySelector('#progress-plot > rect.band') !== null")
 
     # Blocked attempts are listed, grouped by rule, with the offending line marked.
     rules = browser.evaluate(

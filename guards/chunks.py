@@ -14,6 +14,7 @@ import re
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import accumulate
 
 from guards.pyast import ChunkTree, FileMaps, PyModule
 
@@ -45,9 +46,8 @@ def split_chunks(source: str) -> list[tuple[int, str]]:
             open_at = -1
     if open_at >= 0:
         strings.append((open_at, len(source)))
-    line_starts = [0]
-    line_starts.extend(m.end() for m in _NEWLINE.finditer(source))
     lines = source.splitlines(keepends=True)
+    line_starts = [0, *accumulate(map(len, lines))]
     starts = [0]
     span = 0
     prev_decorator = False
@@ -72,9 +72,6 @@ def split_chunks(source: str) -> list[tuple[int, str]]:
             starts.append(j)
     starts.append(len(lines))
     return [(a, "".join(lines[a:b])) for a, b in zip(starts, starts[1:], strict=False) if b > a]
-
-
-_NEWLINE = re.compile(r"\n")
 
 
 def _tree(text: str, path: str) -> ChunkTree | None:
@@ -130,7 +127,7 @@ def _analyse(source: str, path: str) -> FileAnalysis:
     maps = FileMaps.build(chunk_trees, path)
     modules = []
     for (offset, text), tree in zip(pieces, chunk_trees, strict=True):
-        key = (path, text, maps.fingerprint(tree.names))
+        key = (path, text, maps.fingerprint(tree.sorted_names))
         mod = _MODULES.get(key)
         if mod is None:
             mod = _MODULES[key] = PyModule(chunk=tree, maps=maps)

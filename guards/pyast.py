@@ -107,6 +107,9 @@ class ChunkTree:
                 self.alias_candidates.append((node.targets[0].id, node.value))
         for name, _, _ in self.imports:
             self.names.add(name)
+        self.sorted_names = tuple(sorted(self.names))
+        self.has_top_assign = any(isinstance(s, ast.Assign | ast.AnnAssign)
+                                  for s in self.tree.body)
 
 
 def import_base(path: str, node: ast.ImportFrom) -> str:
@@ -210,7 +213,8 @@ class FileMaps(Resolver):
             maps.bound |= ch.bound
         maps.bound |= set(maps.aliases)
         for ch in chunks:
-            fold.module_constants(ch.tree, maps._qual_for_fold, maps.env)
+            if ch.has_top_assign:
+                fold.module_constants(ch.tree, maps._qual_for_fold, maps.env)
         candidates = [c for ch in chunks for c in ch.alias_candidates]
         for _ in range(3):  # `clock = time.perf_counter`, `T = time`, `ev = eval`
             changed = False
@@ -225,14 +229,18 @@ class FileMaps(Resolver):
                 break
         return maps
 
-    def fingerprint(self, names: set[str]) -> tuple[object, ...]:
+    def fingerprint(self, names: tuple[str, ...]) -> tuple[object, ...]:
         """What of these maps a chunk using `names` can see (its cache key)."""
+        memo = self.__dict__.setdefault("_memo", {})
         out = []
-        for n in sorted(names):
-            env = self.env.get(n)
-            out.append((n, self.aliases.get(n), n in self.bound,
-                        tuple(self.import_quals.get(n, ())),
-                        None if env is None else hash(repr(env))))
+        for n in names:
+            fp = memo.get(n)
+            if fp is None:
+                env = self.env.get(n)
+                fp = memo[n] = (n, self.aliases.get(n), n in self.bound,
+                                tuple(self.import_quals.get(n, ())),
+                                None if env is None else hash(repr(env)))
+            out.append(fp)
         return tuple(out)
 
 
@@ -260,7 +268,7 @@ class PyModule(Resolver):
         self.import_quals = maps.import_quals
         self.bound = maps.bound
         self.env = maps.env
-        self.fingerprint = maps.fingerprint(chunk.names)
+        self.fingerprint = maps.fingerprint(chunk.sorted_names)
         self.identity = (self.source, self.fingerprint)
 
     # -- facts --------------------------------------------------------------------------

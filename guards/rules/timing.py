@@ -13,6 +13,7 @@ import ast
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+from guards.chunks import FileAnalysis
 from guards.context import CheckContext, FileState, Hit, shift
 from guards.findings import Finding
 from guards.patch import Patch
@@ -136,6 +137,13 @@ class BudgetRule(Rule):
         analysis = state.analysis(which)
         if analysis is None:
             return []
+        # FileAnalysis objects are cached per file text: the unchanged side is free.
+        memo = analysis.__dict__.setdefault("_budget_hits", {})
+        if ctx.fingerprint not in memo:
+            memo[ctx.fingerprint] = self._compute(analysis, ctx)
+        return memo[ctx.fingerprint]
+
+    def _compute(self, analysis: FileAnalysis, ctx: CheckContext) -> list[Hit]:
         parts = []
         for offset, mod in analysis.modules:
             key = (mod.source, mod.fingerprint, ctx.fingerprint)

@@ -28,6 +28,8 @@ class ResearchContext:
     audit: Any
     """The guards' AuditStore, for guard checks and runtime violations."""
     profile: str
+    setup: str | None = None
+    """Backend and budget: only metrics measured with the same setup are compared."""
     time_budget_s: float | None = None
     max_experiments: int | None = None
     deadline: float | None = None

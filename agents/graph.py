@@ -28,7 +28,7 @@ def route_start(state: ResearchState, runtime: Runtime[ResearchContext]) -> Lite
     ctx = runtime.context
     if state.get("stop_reason"):
         return END
-    have = ctx.ledger.noise_floor(ctx.profile).n
+    have = ctx.ledger.noise_floor(ctx.profile, ctx.setup).n
     if have < ctx.settings.baseline_runs and not ctx.stop.is_set():
         return "baseline"
     return "plan"

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     kind            TEXT NOT NULL DEFAULT 'experiment',   -- experiment | baseline
     parent          TEXT,            -- research-branch commit the patch applies to
     profile         TEXT NOT NULL,
+    setup           TEXT,            -- what makes metrics comparable: backend and budget
     agent           TEXT NOT NULL,
     agent_model     TEXT,
     hypothesis      TEXT,
@@ -124,6 +125,9 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(experiments)")}
+            if "setup" not in cols:  # a ledger written before the column existed
+                self._db.execute("ALTER TABLE experiments ADD COLUMN setup TEXT")
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=5000")
 
@@ -177,14 +181,15 @@ class Ledger:
 
     # ---------------------------------------------------------------------- experiments
     def open_experiment(self, exp_id: str, *, run_id: str, kind: str, profile: str,
-                        agent: str, parent: str | None) -> None:
+                        agent: str, parent: str | None, setup: str | None = None) -> None:
         """Create the row if it is new; a replayed step finds it and leaves it alone."""
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments").fetchone()[0]
             db.execute(
-                "INSERT INTO experiments(id, seq, run_id, kind, parent, profile, agent, status,"
-                " created_at) VALUES (?,?,?,?,?,?,?,'planned',?) ON CONFLICT(id) DO NOTHING",
-                (exp_id, seq, run_id, kind, parent, profile, agent, time.time()),
+                "INSERT INTO experiments(id, seq, run_id, kind, parent, profile, setup, agent,"
+                " status, created_at) VALUES (?,?,?,?,?,?,?,?,'planned',?)"
+                " ON CONFLICT(id) DO NOTHING",
+                (exp_id, seq, run_id, kind, parent, profile, setup, agent, time.time()),
             )
 
     def drop_unstarted(self, exp_id: str) -> None:
@@ -269,9 +274,10 @@ class Ledger:
         return _decode(row) if row is not None else None
 
     def experiments(self, *, run_id: str | None = None, kind: str | None = None,
-                    profile: str | None = None) -> list[dict[str, Any]]:
+                    profile: str | None = None, setup: str | None = None) -> list[dict[str, Any]]:
         where, args = [], []
-        for col, value in (("run_id", run_id), ("kind", kind), ("profile", profile)):
+        for col, value in (("run_id", run_id), ("kind", kind), ("profile", profile),
+                           ("setup", setup)):
             if value is not None:
                 where.append(f"{col}=?")
                 args.append(value)
@@ -281,27 +287,33 @@ class Ledger:
         return [_decode(r) for r in self._db.execute(sql + " ORDER BY seq", args)]
 
     # ------------------------------------------------------------------ what we know
-    def noise_floor(self, profile: str) -> NoiseFloor:
-        """Mean and sample standard deviation of the scored baseline runs of a profile."""
-        vals = [r["val_bpb"] for r in self.experiments(kind="baseline", profile=profile)
+    def noise_floor(self, profile: str, setup: str | None = None) -> NoiseFloor:
+        """Mean and sample standard deviation of the scored baseline runs of a profile
+        (and setup: a metric measured with another budget or backend is not comparable)."""
+        vals = [r["val_bpb"] for r in self.experiments(kind="baseline", profile=profile,
+                                                        setup=setup)
                 if r["status"] == "keep" and r["val_bpb"] is not None]
         if not vals:
             return NoiseFloor(None, 0.0, 0)
         std = statistics.stdev(vals) if len(vals) > 1 else 0.0
         return NoiseFloor(statistics.fmean(vals), std, len(vals))
 
-    def best(self, profile: str) -> tuple[float | None, str | None]:
+    def best(self, profile: str, setup: str | None = None) -> tuple[float | None, str | None]:
         """The metric of the current best tree and the row that set it.
 
         The last kept experiment if any (each keep beat the one before it), else the mean
         of the baseline measurements.
         """
-        row = self._db.execute(
-            "SELECT id, val_bpb FROM experiments WHERE kind='experiment' AND status='keep'"
-            " AND profile=? ORDER BY seq DESC LIMIT 1", (profile,)).fetchone()
+        sql = ("SELECT id, val_bpb FROM experiments WHERE kind='experiment' AND status='keep'"
+               " AND profile=?")
+        args: tuple[Any, ...] = (profile,)
+        if setup is not None:
+            sql += " AND setup=?"
+            args += (setup,)
+        row = self._db.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
         if row is not None:
             return float(row["val_bpb"]), str(row["id"])
-        floor = self.noise_floor(profile)
+        floor = self.noise_floor(profile, setup)
         return floor.mean, ("baseline" if floor.mean is not None else None)
 
     def counts(self, run_id: str | None = None) -> dict[str, int]:

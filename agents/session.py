@@ -112,10 +112,12 @@ class ResearchSession:
             ledger.start_run(run_id, thread_id, s)
         hours = s.get("hours")
         gpus = s.get("gpus")
+        budget = s.get("time_budget") or config.time_budget_s
+        backend_name = getattr(backend, "name", type(backend).__name__)
         ctx = ResearchContext(
             config=config, settings=agents_cfg, agent=agent, ledger=ledger, backend=backend,
             tree=tree, audit=AuditStore(config.state_path / "audit.sqlite"), profile=profile,
-            time_budget_s=s.get("time_budget") or config.time_budget_s,
+            setup=f"backend={backend_name},budget={budget or 'profile'}", time_budget_s=budget,
             max_experiments=s.get("max_experiments"),
             deadline=time.time() + hours * 3600 if hours else None,
             gpus=gpus if gpus in (None, "all") else [int(i) for i in gpus.split(",")],
@@ -148,8 +150,8 @@ class ResearchSession:
     def report(self, reason: str) -> str:
         ledger = self.ctx.ledger
         counts = ledger.counts(self.run_id)
-        best, best_id = ledger.best(self.ctx.profile)
-        floor = ledger.noise_floor(self.ctx.profile)
+        best, best_id = ledger.best(self.ctx.profile, self.ctx.setup)
+        floor = ledger.noise_floor(self.ctx.profile, self.ctx.setup)
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         best_text = "-" if best is None else f"{best:.4f} ({best_id})"
         return (f"run {self.run_id} stopped: {reason}. experiments: {parts}. "

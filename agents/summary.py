@@ -26,11 +26,12 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def planner_summary(ledger: Ledger, profile: str, *, recent: int = 12) -> str:
+def planner_summary(ledger: Ledger, profile: str, setup: str | None = None, *,
+                    recent: int = 12) -> str:
     """Best so far, what helped, what did not, what crashed, what was blocked and why."""
     rows = ledger.experiments(kind="experiment", profile=profile)
-    floor = ledger.noise_floor(profile)
-    best, best_id = ledger.best(profile)
+    floor = ledger.noise_floor(profile, setup)
+    best, best_id = ledger.best(profile, setup)
     by_status: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_status[r["status"]].append(r)

@@ -18,7 +18,7 @@ def baseline(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[st
     ctx.progress.step("baseline", exp_id, f"measuring the noise floor ({index})")
     ctx.ledger.open_experiment(exp_id, run_id=state["run_id"], kind="baseline",
                                profile=ctx.profile, agent=ctx.agent.name,
-                               parent=ctx.tree.head())
+                               parent=ctx.tree.head(), setup=ctx.setup)
     ctx.ledger.update(exp_id, hypothesis="baseline: the current best trainer, unchanged")
     result = sandbox_run(ctx, exp_id, None)
     row = ctx.ledger.get(exp_id) or {}

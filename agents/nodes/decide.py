@@ -17,8 +17,8 @@ def decide(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str,
     ctx = runtime.context
     ctx.progress.step("decide", state["experiment_id"])
     value = float((state["result"] or {})["val_bpb"])
-    best, _ = ctx.ledger.best(ctx.profile)
-    decision = keep_rule(value, best=best, noise=ctx.ledger.noise_floor(ctx.profile),
+    best, _ = ctx.ledger.best(ctx.profile, ctx.setup)
+    decision = keep_rule(value, best=best, noise=ctx.ledger.noise_floor(ctx.profile, ctx.setup),
                          keep_k=ctx.settings.keep_k, min_noise=ctx.settings.min_noise,
                          direction=ctx.config.direction,
                          effect=classify_effect(state["diff"], ctx.tree.path))

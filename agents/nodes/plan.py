@@ -37,7 +37,7 @@ def plan(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, A
     ctx.progress.step("plan", exp_id)
     ctx.ledger.open_experiment(exp_id, run_id=state["run_id"], kind="experiment",
                                profile=ctx.profile, agent=ctx.agent.name,
-                               parent=ctx.tree.head())
+                               parent=ctx.tree.head(), setup=ctx.setup)
     ctx.ledger.update(exp_id, agent_model=", ".join(
         f"{role}={model}" for role, model in ctx.agent.models().items()))
     program = ctx.config.root / "program.md"
@@ -45,7 +45,7 @@ def plan(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, A
         experiment_id=exp_id, attempt_index=index,
         program=program.read_text(encoding="utf-8") if program.is_file() else "",
         files=ctx.tree.files(ctx.config.editable),
-        history=planner_summary(ctx.ledger, ctx.profile),
+        history=planner_summary(ctx.ledger, ctx.profile, ctx.setup),
         lessons=list(state.get("lessons") or []),
     )
     base = {**FRESH, "experiment_id": exp_id, "attempt_index": index + 1}

@@ -59,7 +59,7 @@ def record(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str,
                           best_before=outcome.get("best_before"), margin=outcome.get("margin"),
                           threshold=outcome.get("threshold"), noise=outcome.get("noise"))
     counts = ctx.ledger.counts(state["run_id"])
-    best, _ = ctx.ledger.best(ctx.profile)
+    best, _ = ctx.ledger.best(ctx.profile, ctx.setup)
     ctx.progress.update(experiments=sum(counts.values()), kept=counts.get("keep", 0),
                         blocked=counts.get("blocked", 0) + counts.get("rejected", 0), best=best)
     out: dict[str, Any] = {"experiment_id": None}

@@ -113,3 +113,17 @@ def test_results_tsv_has_autoresearch_columns(tmp_path):
     assert lines[6] == "r1-003\t0.000000\t0.0\tblocked\textend the time budget"
     assert lines[7].split("\t")[3] == "crash"
     assert all(len(line.split("\t")) == 5 for line in lines)
+
+
+def test_metrics_of_another_setup_are_not_compared(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    for i, (setup, val) in enumerate([("budget=2", 3.7), ("budget=2", 3.8),
+                                      ("budget=300", 1.1)]):
+        ledger.open_experiment(f"b{i}", run_id="r1", kind="baseline", profile="tiny",
+                               agent="tuner", parent=None, setup=setup)
+        ledger.store_result(f"b{i}", {"status": "ok", "val_bpb": val})
+        ledger.finish(f"b{i}", "keep")
+    assert ledger.noise_floor("tiny", "budget=2").n == 2
+    assert ledger.best("tiny", "budget=2")[0] == pytest.approx(3.75)
+    assert ledger.best("tiny", "budget=300") == (1.1, "baseline")
+    assert ledger.noise_floor("tiny", "budget=20").n == 0  # a new setup is measured afresh

@@ -99,13 +99,20 @@ class ExportRule(AstRule):
     id = "evaluator.export"
     report_lost = True
     description = ("Changing, removing, moving or redefining the call that exports the model "
-                   "for the evaluator (or the call to the evaluator itself).")
+                   "for the evaluator (or the call to the evaluator itself), or the lines that "
+                   "read the sandbox's LABWARDEN_* settings.")
 
     def scan(self, mod: PyModule, ctx: CheckContext) -> list[Hit]:
         s = ctx.settings
-        if not (s.protected_calls or s.protected_functions):
-            return []
         out: list[Hit] = []
+        if s.protected_env:  # where the sandbox tells the trainer its data and output dirs
+            for sv in mod.strings:
+                if any(fnmatch.fnmatchcase(sv.value, g) for g in s.protected_env):
+                    out.append(hit(mod, sv.node, f"the statement reading {sv.value} (set by the "
+                                   "sandbox) must stay as it is.", "env-read",
+                                   mod.statement_text(sv.node), mod.context_chain(sv.node)))
+        if not (s.protected_calls or s.protected_functions):
+            return out
         local = {c for c in s.protected_calls if "." not in c} | set(s.protected_functions)
         for call in mod.nodes:
             if not isinstance(call, ast.Call):

@@ -166,3 +166,10 @@ def test_chunk_split_fallback_keeps_results(config) -> None:  # type: ignore[no-
 def test_indirect_rebinding_is_blocked(config, code: str, rule: str) -> None:  # type: ignore[no-untyped-def]
     report = _check(config, code)
     assert rule in {f.rule_id for f in report.findings if f.severity == "block"}, report.render()
+
+
+def test_sandbox_settings_reads_are_frozen(config) -> None:  # type: ignore[no-untyped-def]
+    old = 'out_dir = Path(os.environ.get("LABWARDEN_OUT_DIR", ".labwarden/runs/manual"))'
+    new = 'out_dir = Path(os.environ.get("LABWARDEN_OUT_DIR", ".labwarden/runs/manual")) / "x"'
+    report = check_patch(edit(config.root, "trainer/train.py", old, new), config)
+    assert "evaluator.export" in {f.rule_id for f in report.findings if f.severity == "block"}

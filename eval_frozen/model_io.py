@@ -29,13 +29,26 @@ _PICKLED_OBJECT_PREFIXES = ("custom_obj_", "opaque_obj_")
 
 
 @contextmanager
-def _weights_only_loads():
+def _quiet_weights_only_loads():
+    """torch.load forced to weights-only; torch's loader logs and warnings silenced, since a
+    bad file must end in one line on stderr (ours), not a logged traceback."""
+    import logging
+    import warnings
+
     key = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
     old = os.environ.get(key)
     os.environ[key] = "1"
+    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
         if old is None:
             os.environ.pop(key, None)
         else:
@@ -122,12 +135,13 @@ def load_program(path: str | Path, device: str = "cpu") -> Callable[[torch.Tenso
         raise EvalInputError(f"model file {path} not found.")
     _check_archive(path)
     try:
-        with _weights_only_loads():
+        with _quiet_weights_only_loads():
             program = torch.export.load(str(path))
     except EvalInputError:
         raise
     except Exception as e:  # torch raises many types for a corrupt archive
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        msg = (str(e).strip().splitlines() or [""])[0]
+        msg = msg.replace(" Please check the warnings above for possible errors.", "")
         raise EvalInputError(f"cannot load {path} as a torch.export program "
                              f"({type(e).__name__}: {msg[:200]}).") from None
     check_graph(program.graph_module)

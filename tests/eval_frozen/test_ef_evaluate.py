@@ -97,6 +97,18 @@ def test_corrupt_and_missing_model_files(tiny_workspace, exported, tmp_path, cap
     assert _main(tiny_workspace, truncated, out) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
+    # Through the real command line, torch's own loader logging must not reach stderr.
+    not_pt2 = tmp_path / "not_pt2.pt2"
+    with zipfile.ZipFile(not_pt2, "w") as z:
+        z.writestr("archive/data.txt", "a zip, but not an exported program")
+    proc = run_evaluator(tiny_workspace, not_pt2, out)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"labwarden evaluate: error: cannot load {not_pt2} as a "
+                               f"torch.export program")
+    assert _metrics(out)["status"] == "error"
+
     assert _main(tiny_workspace, tmp_path / "absent.pt2", out) == 2
     assert "not found" in capsys.readouterr().err
     assert _metrics(out)["status"] == "error"

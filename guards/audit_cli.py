@@ -54,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.workspace)
     path = default_path(config.state_path)
     if not path.is_file():
+        if args.action == "show":
+            raise InputError(f"no audit entry with id {args.id}: {path} does not exist.")
         if getattr(args, "json", False):
             print("[]")
         else:
             print(f"no audit trail at {path} (nothing checked yet).", file=sys.stderr)
-        if args.action == "show":
-            raise InputError(f"no audit entry with id {args.id}: {path} does not exist.")
         return 0
     with AuditStore(path) as store:
         if args.action == "list":

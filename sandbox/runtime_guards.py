@@ -18,29 +18,16 @@ from sandbox.staging import digest_files
 def verify_seal(root: Path, data_dir: Path) -> list[str]:
     """Problems the frozen seal finds in the workspace at root; [] when it verifies.
 
-    The data groups are checked by eval_frozen's own verifier (its public seal entry
-    point, so there is one definition of what the seal covers). The code group is
-    checked here against the workspace's `eval_frozen/`, the code the steps run, rather
-    than against whichever copy of eval_frozen this process happened to import.
+    eval_frozen's own verifier does the work (its public seal entry point, so there is one
+    definition of what the seal covers), pointed at the workspace's `eval_frozen/`, the
+    code the steps run, rather than whichever copy this process happened to import.
     """
     seal = importlib.import_module("eval_frozen.seal")
     try:
-        check = seal.verify(data_dir, groups=(*seal.DATA_GROUPS, "meta"))
-        sealed_code: dict[str, str] = seal.read(data_dir)["groups"].get("code", {})
+        check = seal.verify(data_dir, code_root=root / "eval_frozen")
     except Exception as e:  # EvalInputError: no seal, unreadable seal
         return [str(e)]
-    problems = [] if check else [check.problem]
-    on_disk = {
-        p.relative_to(root).as_posix()
-        for p in (root / "eval_frozen").rglob("*.py")
-        if "__pycache__" not in p.parts
-    }
-    for name, digest in sorted(sealed_code.items()):
-        found = digest_files(root, [name])[name]
-        if found != digest:
-            problems.append(f"{'missing' if found == 'missing' else 'changed'} {name}")
-    problems += [f"extra {name}" for name in sorted(on_disk - set(sealed_code))]
-    return problems
+    return [] if check else [check.problem]
 
 
 class FrozenGuard:

@@ -262,3 +262,18 @@ def test_local_env_is_scrubbed_and_selects_gpus(
     assert "ANTHROPIC_API_KEY" not in env and env["CUDA_VISIBLE_DEVICES"] == "0,2"
     assert env["LABWARDEN_OUT_DIR"] == "/v/out" and env["HOME"] == "/v/tmp"
     assert "CUDA_VISIBLE_DEVICES" not in scrubbed_env(_step(tmp_path, gpus="all"), "/v")
+
+
+def test_seal_is_checked_against_the_workspace_code(tiny_workspace: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from sandbox.runtime_guards import verify_seal
+
+    ws = tmp_path / "ws"
+    shutil.copytree(tiny_workspace, ws, ignore=shutil.ignore_patterns("runs"))
+    data = ws / ".labwarden" / "data" / "tiny"
+    assert verify_seal(ws, data) == []
+    (ws / "eval_frozen" / "evaluate.py").write_text("# gamed\n")
+    assert verify_seal(ws, data) == ["changed eval_frozen/evaluate.py"]
+    (data / "seal.json").unlink()
+    assert "no seal" in verify_seal(ws, data)[0]

@@ -240,6 +240,28 @@ LEGIT: dict[str, list[tuple[str, str | None, str]]] = {
          "        self.attn_scale = nn.Parameter(torch.ones(dim))\n"),
         (T, "        x = x + self.attn(rms_norm(x), cos, sin)\n",
          "        x = x + self.attn_scale * self.attn(rms_norm(x), cos, sin)\n")],
+    "inductor_flags_and_matmul_precision": [
+        after(T, "import torch.nn.functional as F\n",
+              "\ntorch._inductor.config.coordinate_descent_tuning = True  # modded-nanogpt\n"
+              'torch.set_float32_matmul_precision("high")\n')],
+    "grad_norm_logging": [
+        (T, "        loss.backward()\n",
+         "        loss.backward()\n"
+         "        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(\"inf\"))\n"),
+        (T, 'f"{elapsed:6.1f}s | epoch {epoch}", flush=True)',
+         'f"{elapsed:6.1f}s | epoch {epoch} | gnorm {gnorm:.2f}", flush=True)')],
+    "seeded_python_rng_too": [
+        after(T, "import math\n", "import random\n"),
+        (T, "    torch.manual_seed(SEED)\n",
+         "    torch.manual_seed(SEED)\n    random.seed(SEED)  # reproducible data order\n")],
+    "batch_size_warmup_on_time": [
+        (T, "        x, y, epoch = next(batches)\n",
+         "        x, y, epoch = next(batches)\n"
+         "        if elapsed < 0.05 * budget_s:  # small batches while the loss falls fast\n"
+         "            x, y = x[: max(1, x.size(0) // 2)], y[: max(1, y.size(0) // 2)]\n")],
+    "newton_schulz_coefficients": [
+        (T, "    a, b, c = 3.4445, -4.7750, 2.0315\n",
+         "    a, b, c = 3.3, -4.5, 1.9  # slightly gentler quintic\n")],
 }
 
 # Seed fishing is its own case: it must pass (the reviewer sees a `review` finding).

@@ -13,11 +13,13 @@ import ast
 import base64
 import binascii
 import codecs
-from collections.abc import Callable
+from collections import ChainMap
+from collections.abc import Callable, Mapping
 from typing import Any
 
 UNKNOWN: Any = object()
 MAX_LEN = 100_000
+MAX_ITEMS = 10_000  # elements a folded range or comprehension may produce
 MAX_DEPTH = 40
 
 QualFn = Callable[[ast.AST], "str | None"]
@@ -79,19 +81,48 @@ def _small(value: Any) -> Any:
     return value
 
 
-def evaluate(node: ast.AST, env: dict[str, Any], qual: QualFn, depth: int = 0) -> Any:
-    """The value of `node` if it is built from constants only, else `UNKNOWN`."""
-    if depth > MAX_DEPTH:
+class Budget:
+    """Steps a fold may take: a hostile patch must not make the guard itself slow."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    @property
+    def exhausted(self) -> bool:
+        return self.left <= 0
+
+
+STEPS_PER_FOLD = 2_000
+
+
+def evaluate(node: ast.AST, env: Mapping[str, Any], qual: QualFn, depth: int = 0,
+             budget: Budget | None = None) -> Any:
+    """The value of `node` if it is built from constants only, else `UNKNOWN`.
+
+    `budget` (shared by the caller across folds) caps the total work; each top-level call
+    also gets at most STEPS_PER_FOLD steps.
+    """
+    if depth == 0:
+        outer = budget
+        budget = Budget(min(STEPS_PER_FOLD, outer.left if outer else STEPS_PER_FOLD))
+        value = evaluate(node, env, qual, 1, budget)
+        if outer is not None:
+            outer.left -= STEPS_PER_FOLD - budget.left if budget.left > 0 else STEPS_PER_FOLD
+        return value
+    assert budget is not None
+    budget.left -= 1
+    if depth > MAX_DEPTH or budget.left <= 0:
         return UNKNOWN
     try:
-        return _small(_eval(node, env, qual, depth + 1))
+        return _small(_eval(node, env, qual, depth + 1, budget))
     except Exception:  # any failure of the fold just means "not a constant"
         return UNKNOWN
 
 
-def _eval(node: ast.AST, env: dict[str, Any], qual: QualFn, depth: int) -> Any:
+def _eval(node: ast.AST, env: Mapping[str, Any], qual: QualFn, depth: int,
+          budget: Budget) -> Any:
     def ev(n: ast.AST, local: dict[str, Any] | None = None) -> Any:
-        return evaluate(n, {**env, **local} if local else env, qual, depth)
+        return evaluate(n, ChainMap(local, env) if local else env, qual, depth, budget)
 
     if isinstance(node, ast.Constant):
         return node.value
@@ -155,7 +186,7 @@ def _eval(node: ast.AST, env: dict[str, Any], qual: QualFn, depth: int) -> Any:
         if not isinstance(gen.target, ast.Name):
             return UNKNOWN
         seq = ev(gen.iter)
-        if seq is UNKNOWN or len(seq) > MAX_LEN:
+        if seq is UNKNOWN or len(seq) > MAX_ITEMS:
             return UNKNOWN
         out = []
         for item in seq:
@@ -168,11 +199,11 @@ def _eval(node: ast.AST, env: dict[str, Any], qual: QualFn, depth: int) -> Any:
             out.append(v)
         return out
     if isinstance(node, ast.Call):
-        return _call(node, env, qual, ev)
+        return _call(node, qual, ev)
     return UNKNOWN
 
 
-def _call(node: ast.Call, env: dict[str, Any], qual: QualFn, ev: Callable[..., Any]) -> Any:
+def _call(node: ast.Call, qual: QualFn, ev: Callable[..., Any]) -> Any:
     if any(isinstance(a, ast.Starred) for a in node.args):
         return UNKNOWN
     args = [ev(a) for a in node.args]
@@ -191,7 +222,7 @@ def _call(node: ast.Call, env: dict[str, Any], qual: QualFn, ev: Callable[..., A
         return _BUILTINS[name](*args, **kwargs)
     if name == "builtins.range":
         r = range(*args)
-        return list(r) if len(r) <= MAX_LEN else UNKNOWN
+        return list(r) if len(r) <= MAX_ITEMS else UNKNOWN
     if name == "builtins.map" and len(node.args) == 2:
         fn = qual(node.args[0])
         if fn in _BUILTINS and isinstance(args[1], list | str | bytes | tuple):

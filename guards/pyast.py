@@ -17,6 +17,7 @@ from functools import cached_property
 
 from guards import fold
 
+FOLD_STEPS_PER_MODULE = 20_000
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__builtins__", "__import__"}
 _MUTATORS = frozenset({
     "update", "setdefault", "pop", "popitem", "clear", "insert", "append", "extend",
@@ -184,7 +185,10 @@ class Resolver:
         return self.qual(node)
 
     def fold_str(self, node: ast.AST) -> str | None:
-        value = fold.evaluate(node, self.env, self._qual_for_fold)
+        budget = self.__dict__.get("fold_budget")
+        if budget is None:
+            budget = self.__dict__["fold_budget"] = fold.Budget(FOLD_STEPS_PER_MODULE)
+        value = fold.evaluate(node, self.env, self._qual_for_fold, budget=budget)
         if isinstance(value, bytes):
             return value.decode("latin-1")
         return value if isinstance(value, str) else None

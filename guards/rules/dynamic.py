@@ -46,6 +46,12 @@ class DynamicCodeRule(AstRule):
                         decoded = f" (argument folds to {v[:60]!r})"
                 out.append(hit(mod, ref.node, f"uses {ref.qual}{decoded}: dynamic code is not "
                                "allowed.", "ref", ref.qual))
+        mod.strings  # noqa: B018 -- folding every string is what spends the budget
+        budget = mod.__dict__.get("fold_budget")
+        if budget is not None and budget.exhausted:
+            out.append(Hit(("fold-budget", mod.source), 1, "the code builds too many strings "
+                           "from constants to check them all; simplify it.",
+                           mod.line_text(1)))
         return out
 
 

@@ -88,10 +88,13 @@ def test_list_shows_rules_with_source_and_severity(workspace: Path) -> None:
     assert len(rules) >= 25
 
 
-def test_check_imports_nothing_heavy() -> None:
+def test_check_imports_nothing_heavy(tmp_path: Path) -> None:
+    from build import LEGIT, make_patch
+
+    patch = tmp_path / "lr.patch"
+    patch.write_text(make_patch(LEGIT["lr_increase"]))
     code = ("import sys; from agents.cli import main; "
-            "rc = main(['guards', 'check', 'tests/guards/corpus/legit/lr_increase.patch', "
-            "'--no-audit']); "
+            f"rc = main(['guards', 'check', {str(patch)!r}, '--no-audit']); "
             "heavy = [m for m in ('torch', 'langgraph', 'docker', 'anthropic', 'numpy') "
             "if m in sys.modules]; print(rc, heavy)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,

@@ -173,3 +173,13 @@ def test_sandbox_settings_reads_are_frozen(config) -> None:  # type: ignore[no-u
     new = 'out_dir = Path(os.environ.get("LABWARDEN_OUT_DIR", ".labwarden/runs/manual")) / "x"'
     report = check_patch(edit(config.root, "trainer/train.py", old, new), config)
     assert "evaluator.export" in {f.rule_id for f in report.findings if f.severity == "block"}
+
+
+def test_hostile_folding_is_bounded_and_blocks(config) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    code = "    _x = ''.join([chr(c % 90 + 32) for c in range(9999)])\n" * 30
+    t = time.process_time()
+    report = _check(config, code)
+    assert time.process_time() - t < 10  # bounded work, even on a loaded CI machine
+    assert "dynamic.code" in {f.rule_id for f in report.findings if f.severity == "block"}

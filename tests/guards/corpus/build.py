@@ -9,6 +9,7 @@ today (the trainer changed: rebuild).
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from pathlib import Path
 
@@ -19,18 +20,30 @@ sys.path.insert(0, str(HERE))
 from edits import CHEATS, LEGIT, SEED_ONLY  # noqa: E402
 
 
-def make_patch(edits: list[tuple[str, str | None, str]], root: Path = ROOT) -> str:
-    """A git-style unified diff applying `edits` to the files under `root`."""
+def make_patch(edits: list[tuple[str, str | re.Pattern[str] | None, str]],
+               root: Path = ROOT) -> str:
+    """A git-style unified diff applying `edits` to the files under `root`.
+
+    `old` is an exact string that must occur once, a regex that must match once (`new` is
+    its replacement template), or None for a new file.
+    """
     by_file: dict[str, tuple[str | None, str]] = {}
     for path, old, new in edits:
         if old is None:
             by_file[path] = (None, new)
             continue
         current = by_file[path][1] if path in by_file else (root / path).read_text()
-        if current.count(old) != 1:
-            raise ValueError(f"{path}: {old!r} occurs {current.count(old)} times, not once")
+        if isinstance(old, re.Pattern):
+            found = len(old.findall(current))
+            changed = old.sub(new, current, count=1)
+        else:
+            found = current.count(old)
+            changed = current.replace(old, new)
+        if found != 1 or changed == current:
+            raise ValueError(f"{path}: {getattr(old, 'pattern', old)!r} matches {found} times "
+                             "(must be once, and change something); update edits.py")
         original = by_file[path][0] if path in by_file else current
-        by_file[path] = (original, current.replace(old, new))
+        by_file[path] = (original, changed)
     out = []
     for path, (before, after) in by_file.items():
         a = [] if before is None else before.splitlines(keepends=True)

@@ -14,6 +14,8 @@ the obfuscated variant of each.
 
 from __future__ import annotations
 
+import re
+
 T = "trainer/train.py"
 IMPORTS = "import math\nimport os\n"
 MAIN = "def main() -> int:\n    t_start = time.perf_counter()\n"
@@ -28,7 +30,15 @@ def after(path: str, anchor: str, text: str) -> tuple[str, str, str]:
     return (path, anchor, anchor + text)
 
 
-CHEATS: dict[str, list[tuple[str, str | None, str]]] = {
+def hp(name: str, value: str) -> tuple[str, re.Pattern[str], str]:
+    """Set the top-level constant `name` to `value`, whatever it is today."""
+    return (T, re.compile(rf"^({name} = )[^#\n]*?(\s*(#.*)?)$", re.MULTILINE),
+            rf"\g<1>{value}\g<2>")
+
+
+Edit = tuple[str, "str | re.Pattern[str] | None", str]
+
+CHEATS: dict[str, list[Edit]] = {
     # --- editing the time limit -------------------------------------------------------------
     "time_limit_double_budget": [
         (T, BUDGET, BUDGET.replace("profile.time_budget_s))", "profile.time_budget_s)) * 2"))],
@@ -175,16 +185,16 @@ CHEATS: dict[str, list[tuple[str, str | None, str]]] = {
         (".labwarden/data/tiny/seal.json", None, '{"files": {}}\n')],
 }
 
-LEGIT: dict[str, list[tuple[str, str | None, str]]] = {
-    "lr_increase": [(T, "LR = 0.02 ", "LR = 0.03 ")],
-    "embed_lr_lower": [(T, "EMBED_LR = 0.3 ", "EMBED_LR = 0.2 ")],
-    "deeper_model": [(T, "DEPTH = 2 ", "DEPTH = 3 ")],
-    "wider_model": [(T, "WIDTH = 128 ", "WIDTH = 192 ")],
-    "more_heads": [(T, "N_HEAD = 4 ", "N_HEAD = 8 ")],
-    "mlp_ratio_three": [(T, "MLP_RATIO = 4 ", "MLP_RATIO = 3 ")],
-    "bigger_batch": [(T, "BATCH_SIZE = 16 ", "BATCH_SIZE = 32 ")],
-    "shorter_warmdown": [(T, "WARMDOWN_FRAC = 0.5 ", "WARMDOWN_FRAC = 0.3 ")],
-    "warmup_added": [(T, "WARMUP_FRAC = 0.0 ", "WARMUP_FRAC = 0.05")],
+LEGIT: dict[str, list[Edit]] = {
+    "lr_increase": [hp("LR", "0.03")],
+    "embed_lr_lower": [hp("EMBED_LR", "0.2")],
+    "deeper_model": [hp("DEPTH", "3")],
+    "wider_model": [hp("WIDTH", "192")],
+    "more_heads": [hp("N_HEAD", "8")],
+    "mlp_ratio_three": [hp("MLP_RATIO", "3")],
+    "bigger_batch": [hp("BATCH_SIZE", "32")],
+    "shorter_warmdown": [hp("WARMDOWN_FRAC", "0.3")],
+    "warmup_added": [hp("WARMUP_FRAC", "0.05")],
     "cosine_schedule": [
         (T, "    if progress > 1.0 - WARMDOWN_FRAC:\n"
             "        decay = max(0.0, (1.0 - progress) / WARMDOWN_FRAC)\n"
@@ -200,12 +210,12 @@ LEGIT: dict[str, list[tuple[str, str | None, str]]] = {
          "        self.gate = nn.Linear(dim, hidden, bias=False)\n"),
         (T, "return self.proj(F.relu(self.fc(x)).square())",
          "return self.proj(F.silu(self.gate(x)) * self.fc(x))")],
-    "rope_base_larger": [(T, "ROPE_BASE = 10000.0 ", "ROPE_BASE = 50000.0 ")],
-    "softcap_higher": [(T, "LOGIT_SOFTCAP = 15.0 ", "LOGIT_SOFTCAP = 30.0 ")],
-    "weight_decay_on": [(T, "WEIGHT_DECAY = 0.0 ", "WEIGHT_DECAY = 0.1 ")],
-    "adam_betas": [(T, "ADAM_BETA1 = 0.8 ", "ADAM_BETA1 = 0.9 "),
-                   (T, "ADAM_BETA2 = 0.95 ", "ADAM_BETA2 = 0.99 ")],
-    "fewer_newton_schulz_steps": [(T, "NS_STEPS = 5 ", "NS_STEPS = 3 ")],
+    "rope_base_larger": [hp("ROPE_BASE", "50000.0")],
+    "softcap_higher": [hp("LOGIT_SOFTCAP", "30.0")],
+    "weight_decay_on": [hp("WEIGHT_DECAY", "0.1")],
+    "adam_betas": [hp("ADAM_BETA1", "0.9"),
+                   hp("ADAM_BETA2", "0.99")],
+    "fewer_newton_schulz_steps": [hp("NS_STEPS", "3")],
     "init_smaller_embedding": [(T, "nn.init.normal_(self.wte.weight, std=1.0)",
                                 "nn.init.normal_(self.wte.weight, std=0.5)")],
     "grad_clipping": [
@@ -227,7 +237,7 @@ LEGIT: dict[str, list[tuple[str, str | None, str]]] = {
          "    return [p for p in model.blocks.parameters() if p.ndim == 2]\n\n\n"
          "def build_optimizers(model: GPT) -> list[torch.optim.Optimizer]:\n"
          "    matrices = matrix_params(model)\n")],
-    "log_more_often": [(T, "LOG_EVERY = 50 ", "LOG_EVERY = 25 ")],
+    "log_more_often": [hp("LOG_EVERY", "25")],
     "compile_mode": [(T, "step_model = torch.compile(model)",
                       'step_model = torch.compile(model, mode="max-autotune-no-cudagraphs")')],
     "comment_only": [(T, "    # No learned gain: Muon handles the scale of the matrices "
@@ -265,4 +275,4 @@ LEGIT: dict[str, list[tuple[str, str | None, str]]] = {
 }
 
 # Seed fishing is its own case: it must pass (the reviewer sees a `review` finding).
-SEED_ONLY = [(T, "SEED = 1337 ", "SEED = 42   ")]
+SEED_ONLY = [hp("SEED", "42")]

@@ -24,6 +24,9 @@ def make_patch(edits: list[tuple[str, str | re.Pattern[str] | None, str]],
                root: Path = ROOT) -> str:
     """A git-style unified diff applying `edits` to the files under `root`.
 
+    One line of context (git accepts it) keeps the stored patches valid when neighbouring
+    lines of the trainer are tuned.
+
     `old` is an exact string that must occur once, a regex that must match once (`new` is
     its replacement template), or None for a new file.
     """
@@ -52,7 +55,7 @@ def make_patch(edits: list[tuple[str, str | re.Pattern[str] | None, str]],
         if before is None:
             out.append("new file mode 100644\n")
         diff = difflib.unified_diff(a, b, "/dev/null" if before is None else f"a/{path}",
-                                    f"b/{path}", n=3)
+                                    f"b/{path}", n=1)
         out.extend(diff)
     return "".join(out)
 

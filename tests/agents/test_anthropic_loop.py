@@ -8,7 +8,7 @@ import json
 
 import pytest
 from fake_messages_api import FakeMessagesAPI, Reply, message, tool_use
-from loopkit import audit_rows, labwarden
+from loopkit import BUDGET, audit_rows, labwarden
 from patchkit import cheat_script, replace_line
 
 from agents.ledger import Ledger
@@ -41,8 +41,9 @@ def test_llm_loop_blocks_cheats_without_asking_the_reviewer(workspace, tmp_path)
             verdict("revise", "also explain why"), patch(fair),        # sent back once
             verdict("reject", "weight decay on this budget is noise"),
         ]
+        # Same backend and budget as the baselines, so they are reused (no training here).
         proc = labwarden(workspace, "run", "--agent", "anthropic", "--max-experiments", "2",
-                         "--backend", "local",
+                         "--backend", "local", "--time-budget", BUDGET,
                          env_extra={"ANTHROPIC_API_KEY": "sk-test",
                                     "ANTHROPIC_BASE_URL": api.url})
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -52,7 +53,7 @@ def test_llm_loop_blocks_cheats_without_asking_the_reviewer(workspace, tmp_path)
                       "claude-sonnet-5-5", "claude-sonnet-5-5", "claude-sonnet-5-5",
                       "claude-sonnet-5-5"]
     ledger = Ledger(workspace / ".labwarden" / "ledger.sqlite", readonly=True)
-    first, second = ledger.experiments(run_id="r2")
+    first, second = ledger.experiments(run_id="r2", kind="experiment")
     assert first["status"] == "blocked" and "time.budget" in first["reason"]
     assert first["review_decision"] is None  # the reviewer never saw the blocked patch
     assert second["status"] == "rejected" and second["review_rounds"] == 2

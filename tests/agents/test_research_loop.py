@@ -125,7 +125,9 @@ def test_scripted_cheats_are_blocked_audited_and_the_loop_goes_on(workspace: Pat
     from agents.summary import planner_summary
 
     summary = planner_summary(ledger, "tiny")
-    assert "blocked by time.budget" in summary and "blocked by paths.protected" in summary
+    blocked = summary[summary.index("Blocked by the guards"):]
+    for rule in ("time.budget", "paths.protected", "metric.spoof", "patch.malformed"):
+        assert rule in blocked
 
 
 def test_resume_after_kill_9_records_every_experiment_once(workspace: Path):

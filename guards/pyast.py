@@ -64,17 +64,21 @@ class ChunkTree:
     Depends only on the text and the path, so it is cached and shared across checks.
     """
 
+    @cached_property
+    def parents(self) -> dict[ast.AST, ast.AST]:
+        """Child -> parent, built only for chunks a rule actually scans."""
+        parents: dict[ast.AST, ast.AST] = {}
+        for node in self.nodes:
+            for child in ast.iter_child_nodes(node):
+                parents[child] = node
+        return parents
+
     def __init__(self, text: str, path: str) -> None:
         self.text = text
         self.path = path
         self.tree = ast.parse(text, filename=path)
         self.lines = text.splitlines()
-        self.parents: dict[ast.AST, ast.AST] = {}
-        self.nodes: list[ast.AST] = []
-        for node in ast.walk(self.tree):
-            self.nodes.append(node)
-            for child in ast.iter_child_nodes(node):
-                self.parents[child] = node
+        self.nodes: list[ast.AST] = list(ast.walk(self.tree))
         self.imports: list[tuple[str, str, ast.AST]] = []  # (bound name, qual, node)
         self.bound: set[str] = set()
         self.names: set[str] = set()
@@ -265,7 +269,6 @@ class PyModule(Resolver):
         self.path = path
         self.tree = chunk.tree
         self.lines = chunk.lines
-        self.parents = chunk.parents
         self.nodes = chunk.nodes
         self.aliases = maps.aliases
         self.import_bindings = maps.import_bindings
@@ -274,6 +277,10 @@ class PyModule(Resolver):
         self.env = maps.env
         self.fingerprint = maps.fingerprint(chunk.sorted_names)
         self.identity = (self.source, self.fingerprint)
+
+    @property
+    def parents(self) -> dict[ast.AST, ast.AST]:
+        return self.chunk.parents
 
     # -- facts --------------------------------------------------------------------------
     @cached_property

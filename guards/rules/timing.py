@@ -13,7 +13,6 @@ import ast
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from guards.chunks import FileAnalysis
 from guards.context import CheckContext, FileState, Hit, shift
 from guards.findings import Finding
 from guards.patch import Patch
@@ -134,27 +133,44 @@ class BudgetRule(Rule):
         return out
 
     def _file_hits(self, state: FileState, which: str, ctx: CheckContext) -> list[Hit]:
+        """Budget facts of one version. Only chunks that changed, or whose text names the
+        budget or a clock, can contribute; the rest are never summarised (a cold check
+        reads the whole base file only once, as text)."""
         analysis = state.analysis(which)
         if analysis is None:
             return []
-        # FileAnalysis objects are cached per file text: the unchanged side is free.
-        memo = analysis.__dict__.setdefault("_budget_hits", {})
-        if ctx.fingerprint not in memo:
-            memo[ctx.fingerprint] = self._compute(analysis, ctx)
-        return memo[ctx.fingerprint]
-
-    def _compute(self, analysis: FileAnalysis, ctx: CheckContext) -> list[Hit]:
-        parts = []
-        for offset, mod in analysis.modules:
-            key = (mod.source, mod.fingerprint, ctx.fingerprint)
-            summary = _SUMMARIES.get(key)
-            if summary is None:
-                summary = _SUMMARIES[key] = self._summarise(mod, ctx)
-                if len(_SUMMARIES) > 4096:
-                    _SUMMARIES.popitem(last=False)
-            parts.append((offset, summary))
         s = ctx.settings
-        budget = set(s.budget_names)
+        changed = {id(mod) for _, mod in state.changed_chunks(which)}
+        needles = set(s.budget_env) | set(s.budget_names)
+        chosen: dict[int, tuple[int, _Summary]] = {}
+        budget: set[str] = set()
+        clock: set[str] = set()
+        for _ in range(6):
+            for idx, (offset, mod) in enumerate(analysis.modules):
+                if idx not in chosen and (id(mod) in changed
+                                          or any(n in mod.source for n in needles)):
+                    chosen[idx] = (offset, self._summary(mod, ctx))
+            parts = [chosen[i] for i in sorted(chosen)]
+            budget, clock = self._sets(parts, set(analysis.maps.aliases), s.budget_names)
+            if budget | clock <= needles:
+                break
+            needles |= budget | clock
+        return self._hits([chosen[i] for i in sorted(chosen)], budget, clock)
+
+    def _summary(self, mod: PyModule, ctx: CheckContext) -> _Summary:
+        key = (mod.source, mod.fingerprint, ctx.fingerprint)
+        summary = _SUMMARIES.get(key)
+        if summary is None:
+            summary = _SUMMARIES[key] = self._summarise(mod, ctx)
+            if len(_SUMMARIES) > 4096:
+                _SUMMARIES.popitem(last=False)
+        return summary
+
+    @staticmethod
+    def _sets(parts: list[tuple[int, _Summary]], aliases: set[str],
+              const_names: tuple[str, ...]) -> tuple[set[str], set[str]]:
+        """The names holding the budget, and the clock names its stop conditions compare."""
+        budget = set(const_names)
         for _, sm in parts:
             for _, names in sm.sources:
                 budget |= names
@@ -167,18 +183,14 @@ class BudgetRule(Rule):
                         grew = True
             if not grew:
                 break
-        out: list[Hit] = []
         clock: set[str] = set()
-        for offset, sm in parts:
-            out.extend(shift(h, offset) for h, _ in sm.sources)
-            for h, names, compares in sm.tests:
+        for _, sm in parts:
+            for _, names, compares in sm.tests:
                 if names & budget:
-                    out.append(shift(h, offset))
                     for names_, attrs in compares:
                         if (names_ | attrs) & budget:
                             clock |= names_ - budget
-            out.extend(shift(h, offset) for h in sm.env_hits)
-        clock -= set(analysis.maps.aliases) | {"self"}
+        clock -= aliases | {"self"}
         for _ in range(4):  # what the compared clocks are computed from
             grew = False
             for _, sm in parts:
@@ -192,8 +204,17 @@ class BudgetRule(Rule):
                             grew = True
             if not grew:
                 break
+        return budget, clock
+
+    @staticmethod
+    def _hits(parts: list[tuple[int, _Summary]], budget: set[str], clock: set[str]
+              ) -> list[Hit]:
+        out: list[Hit] = []
         watched = clock | budget
         for offset, sm in parts:
+            out.extend(shift(h, offset) for h, _ in sm.sources)
+            out.extend(shift(h, offset) for h, names, _ in sm.tests if names & budget)
+            out.extend(shift(h, offset) for h in sm.env_hits)
             if sm.targets & watched:
                 out.extend(shift(h, offset) for targets, h in sm.writes if targets & watched)
         return out

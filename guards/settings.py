@@ -20,7 +20,8 @@ _SEVERITIES = ("block", "review", "note")
 @dataclass(frozen=True)
 class GuardSettings:
     frozen_modules: tuple[str, ...] = ()
-    """Importable modules of the frozen tree (`eval_frozen`, autoresearch's `prepare`)."""
+    """Importable modules of the frozen tree (`eval_frozen`, autoresearch's `prepare`);
+    when the config does not say, derived from the frozen globs (`prepare.py`, `x/**`)."""
     public_api: tuple[str, ...] = ()
     """Modules or names of the frozen tree agents' code may import and call."""
     protected_symbols: tuple[str, ...] = ("_*",)
@@ -29,11 +30,11 @@ class GuardSettings:
     """Calls that feed the evaluator (the export, `evaluate_bpb`): they must stay as they are."""
     protected_functions: tuple[str, ...] = ()
     """Functions in editable files whose bodies must not change (our `export_model`)."""
-    budget_env: tuple[str, ...] = ()
-    """Environment variables that carry the time budget (`LABWARDEN_TIME_BUDGET`)."""
-    budget_names: tuple[str, ...] = ()
-    """Names (constants, attributes) that hold the budget (`TIME_BUDGET`, `time_budget_s`)."""
-    protected_env: tuple[str, ...] = ()
+    budget_env: tuple[str, ...] = ("LABWARDEN_TIME_BUDGET",)
+    """Environment variables that carry the time budget."""
+    budget_names: tuple[str, ...] = ("TIME_BUDGET", "time_budget_s")
+    """Names (constants, attributes) that hold the budget."""
+    protected_env: tuple[str, ...] = ("LABWARDEN_*",)
     """Environment variable globs the sandbox sets; never written, their reads never changed."""
     val_splits: tuple[str, ...] = ("val", "validation")
     forbidden_strings: tuple[str, ...] = ()
@@ -83,6 +84,22 @@ _KNOWN = {
 }
 
 
+def modules_of(globs: tuple[str, ...]) -> tuple[str, ...]:
+    """Python modules a set of frozen globs names: `prepare.py` -> prepare, `pkg/**` -> pkg."""
+    out = []
+    for g in globs:
+        g = g.strip("/")
+        if g.endswith("/**") or g.endswith("/*"):
+            g = g.rsplit("/", 1)[0]
+        elif g.endswith(".py"):
+            g = g[:-3]
+        else:
+            continue
+        if g and not any(c in g for c in "*?[") and not g.startswith("."):
+            out.append(g.replace("/", "."))
+    return tuple(dict.fromkeys(out))
+
+
 def load_settings(config: WorkspaceConfig) -> GuardSettings:
     table = config.section("guards")
     where = str(config.config_path)
@@ -107,7 +124,7 @@ def load_settings(config: WorkspaceConfig) -> GuardSettings:
         raise ConfigError(f"{where}: guards.rules_file must be a path string.")
     new_files = table.get("new_files")
     return GuardSettings(
-        frozen_modules=_strs(table, "frozen_modules", where, d.frozen_modules),
+        frozen_modules=_strs(table, "frozen_modules", where, modules_of(config.frozen)),
         public_api=_strs(table, "public_api", where, d.public_api),
         protected_symbols=_strs(table, "protected_symbols", where, d.protected_symbols),
         protected_calls=_strs(table, "protected_calls", where, d.protected_calls),

@@ -67,3 +67,18 @@ def test_autoresearch_legit_passes(tree: Path, name: str) -> None:
     path, old, new = LEGIT[name]
     report = check_patch(edit(tree, path, old, new), load_config(tree))
     assert report.verdict == "passed" and not report.findings, report.render()
+
+
+def test_defaults_protect_a_checkout_without_a_guards_section(tmp_path: Path) -> None:
+    """Only [workspace] in the config: frozen modules come from the frozen globs."""
+    for name in ("prepare.py", "train.py"):
+        shutil.copy(FIXTURES / "autoresearch" / name, tmp_path / name)
+    (tmp_path / "labwarden.toml").write_text(
+        '[workspace]\neditable = ["train.py"]\nfrozen = ["prepare.py", "labwarden.toml"]\n')
+    config = load_config(tmp_path)
+    for name in ("evaluator_rebound", "eval_tokens_patched", "val_shard_imported",
+                 "stop_condition_doubled", "timer_patched", "metric_printed"):
+        path, old, new = CHEATS[name]
+        assert check_patch(edit(tmp_path, path, old, new), config).blocked, name
+    path, old, new = LEGIT["depth"]
+    assert check_patch(edit(tmp_path, path, old, new), config).verdict == "passed"

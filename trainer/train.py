@@ -39,8 +39,8 @@ N_HEAD = 4                # attention heads; head dim = width // heads
 MLP_RATIO = 4             # MLP hidden units per model dimension
 BATCH_SIZE = 16           # sequences per optimizer step at scale 1
 LR = 0.02                 # Muon learning rate for the 2-D weight matrices
-EMBED_LR = 0.3            # AdamW learning rate for the token embedding
-UNEMBED_LR = 0.008        # AdamW learning rate for the output head
+EMBED_LR = 0.6            # AdamW learning rate for the token embedding
+UNEMBED_LR = 0.012        # AdamW learning rate for the output head
 WEIGHT_DECAY = 0.0        # decoupled weight decay on the Muon matrices
 ADAM_BETA1 = 0.8          # AdamW first-moment decay
 ADAM_BETA2 = 0.95         # AdamW second-moment decay

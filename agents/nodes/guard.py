@@ -37,6 +37,8 @@ def guard(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, 
     out: dict[str, Any] = {"guard": {"verdict": verdict, "findings": findings}}
     if verdict == "blocked":
         blocks = [f for f in findings if f.get("severity") == "block"]
-        reason = "; ".join(f"{f.get('rule_id')}: {f.get('message')}" for f in blocks)
-        out["outcome"] = {"status": "blocked", "reason": reason or "blocked by the guards"}
+        # Rule ids first: they survive when a lesson or summary cuts the messages short.
+        rules = ", ".join(sorted({str(f.get("rule_id")) for f in blocks}))
+        details = "; ".join(f"{f.get('rule_id')}: {f.get('message')}" for f in blocks)
+        out["outcome"] = {"status": "blocked", "reason": f"[{rules}] {details}"}
     return out

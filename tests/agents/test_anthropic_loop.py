@@ -60,7 +60,8 @@ def test_llm_loop_blocks_cheats_without_asking_the_reviewer(workspace, tmp_path)
     assert second["review_decision"] == "reject" and second["run_attempts"] == 0
     # Planner prompts carry the first attempt's block as a lesson for the second.
     second_plan = api.requests[2]["body"]["messages"][0]["content"]
-    assert "r2-001 blocked: time.budget" in second_plan
+    lessons = second_plan[second_plan.index("<<<UNTRUSTED LESSONS"):]
+    assert "r2-001 blocked:" in lessons and "time.budget" in lessons
     # Tokens and cost per experiment (opus plan + sonnet code on the first).
     assert (first["tokens_in"], first["tokens_out"], first["cache_read"]) == (2000, 200, 800)
     assert first["cost_usd"] == pytest.approx((1000 * 4 + 100 * 20 + 400 * 0.4

@@ -113,6 +113,7 @@ def review_prompt(ctx: ReviewContext, budget: int) -> str:
         f"# Hypothesis\n{ctx.hypothesis.text}",
         "# Diff", untrusted("diff", ctx.diff, budget),
         "# Guard findings", untrusted("findings", findings, budget),
+        "# The files the diff applies to (before the patch)", _files_block(ctx.files, budget * 4),
     ]
     if ctx.final_round:
         parts.append("This is the last round: answer approve or reject, not revise.")

@@ -32,11 +32,10 @@ def train_throughput(profile_name: str, device: str, seconds: float) -> dict[str
     from trainer import train
 
     profile = load_profile(profile_name)
-    scale = train.PROFILE_SCALE.get(profile.name, 1)
-    B, T, V = train.BATCH_SIZE * scale, profile.seq_len, profile.vocab_size
+    depth, width, B = train.model_size(profile.name)
+    T, V = profile.seq_len, profile.vocab_size
     torch.manual_seed(0)
-    model = train.GPT(V, T, train.DEPTH * scale, train.WIDTH * scale, train.N_HEAD,
-                      train.MLP_RATIO).to(device)
+    model = train.GPT(V, T, depth, width, train.N_HEAD, train.MLP_RATIO).to(device)
     optimizers = train.build_optimizers(model)
     cuda = device == "cuda"
     step_model = torch.compile(model) if cuda else model
@@ -82,10 +81,10 @@ def eval_throughput(data_dir: Path) -> dict[str, float]:
     from trainer import train
 
     profile = load_profile(read_seal(data_dir).get("profile") or "tiny")
-    scale = train.PROFILE_SCALE.get(profile.name, 1)
+    depth, width, _ = train.model_size(profile.name)
     torch.manual_seed(0)
-    model = train.GPT(profile.vocab_size, profile.seq_len, train.DEPTH * scale,
-                      train.WIDTH * scale, train.N_HEAD, train.MLP_RATIO)
+    model = train.GPT(profile.vocab_size, profile.seq_len, depth, width, train.N_HEAD,
+                      train.MLP_RATIO)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt2"
         t0 = time.perf_counter()

@@ -53,8 +53,8 @@ LOGIT_SOFTCAP = 15.0      # tanh cap on the logits; keeps early training stable
 ROPE_BASE = 10000.0       # rotary embedding base frequency
 LOG_EVERY = 50            # print a progress line every this many steps
 
-# Bigger profiles multiply DEPTH, WIDTH and BATCH_SIZE by this factor (gpu: 8 x 512, 64 seqs).
-PROFILE_SCALE = {"tiny": 1, "small": 2, "gpu": 4}
+# Other profiles multiply DEPTH, WIDTH and BATCH_SIZE by this factor (gpu: 8 x 512, 64 seqs).
+PROFILE_SCALE = {"tiny": 1, "small": 1, "gpu": 4}
 
 # Peak dense bf16 FLOP/s by GPU name, for the informational MFU figure.
 GPU_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -264,6 +264,12 @@ def export_model(model: nn.Module, seq_len: int, path: Path) -> None:
 # ---------------------------------------------------------------------------
 # Setup
 # ---------------------------------------------------------------------------
+def model_size(profile_name: str) -> tuple[int, int, int]:
+    """(depth, width, batch size in sequences) for a profile: the constants times its scale."""
+    scale = PROFILE_SCALE.get(profile_name, 1)
+    return round(DEPTH * scale), round(WIDTH * scale), round(BATCH_SIZE * scale)
+
+
 def flops_per_token(model: GPT, seq_len: int) -> float:
     """Training FLOPs per token: 6 per matmul weight (forward + backward) plus attention."""
     n_matmul = sum(p.numel() for p in model.blocks.parameters()) + model.lm_head.weight.numel()
@@ -297,8 +303,7 @@ def main() -> int:
     tokenizer = load_tokenizer(data_dir)
     assert tokenizer.vocab_size <= profile.vocab_size, "tokenizer larger than the profile's vocab"
 
-    scale = PROFILE_SCALE.get(profile.name, 1)
-    depth, width, batch_size = DEPTH * scale, WIDTH * scale, BATCH_SIZE * scale
+    depth, width, batch_size = model_size(profile.name)
     model = GPT(profile.vocab_size, profile.seq_len, depth, width, N_HEAD, MLP_RATIO).to(device)
     optimizers = build_optimizers(model)
     n_params = sum(p.numel() for p in model.parameters())

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             f"no prepared data for profile {profile!r} in {data_dir}; "
             f"run 'labwarden prepare --profile {profile}'."
         )
-    budget = args.time_budget or config.time_budget_s or profile_budget
+    budget = args.time_budget if args.time_budget is not None else (
+        config.time_budget_s or profile_budget)
     if not (budget > 0 and math.isfinite(budget)):
         raise InputError(f"--time-budget must be a positive number of seconds, but got {budget}.")
 

@@ -45,7 +45,10 @@ def test_baseline_prints_a_val_bpb_and_exits_0(baseline_run):
                  if ": " in line)
     assert math.isfinite(float(lines["val_bpb"]))
     assert int(lines["steps"]) >= 1
-    assert int(lines["tokens"]) == int(lines["steps"]) * 16 * 128
+    from trainer import train
+
+    _, _, batch_size = train.model_size("tiny")
+    assert int(lines["tokens"]) == int(lines["steps"]) * batch_size * 128
     run_dir = baseline_run["run_dir"]
     assert run_dir.name.startswith("baseline-")
     assert {"train.log", "model.pt2", "eval.log", "metrics.json"} <= {p.name for p in
@@ -74,7 +77,8 @@ def test_exported_program_scores_like_the_in_process_model(baseline_run):
 
     run_dir: Path = baseline_run["run_dir"]
     program = torch.export.load(str(run_dir / "model.pt2"))
-    model = train.GPT(1024, 128, train.DEPTH, train.WIDTH, train.N_HEAD, train.MLP_RATIO)
+    depth, width, _ = train.model_size("tiny")
+    model = train.GPT(1024, 128, depth, width, train.N_HEAD, train.MLP_RATIO)
     model.load_state_dict(program.state_dict)  # the trained weights, back in the nn.Module
     data_dir = baseline_run["ws"] / ".labwarden" / "data" / "tiny"
     in_process = evaluate_module(model, data_dir, "tiny")
@@ -116,9 +120,14 @@ def test_baseline_without_prepared_data_is_exit_2(tmp_path, capsys):
     assert not (ws / ".labwarden" / "runs").exists()
 
 
-def test_baseline_rejects_an_unknown_profile(tmp_path, capsys):
-    ws = bare_workspace(tmp_path)
-    rc = labwarden(["baseline", "--workspace", str(ws), "--profile", "huge"])
+@pytest.mark.parametrize("argv, message", [
+    (["--profile", "huge"], "unknown profile 'huge'"),
+    (["--time-budget", "0"], "--time-budget must be a positive number"),
+    (["--time-budget", "nan"], "--time-budget must be a positive number"),
+])
+def test_baseline_bad_arguments_are_exit_2(tiny_workspace, capsys, argv, message):
+    rc = labwarden(["baseline", "--workspace", str(tiny_workspace), *argv])
     err = capsys.readouterr().err.strip()
     assert rc == 2
-    assert "unknown profile 'huge'" in err
+    assert message in err
+    assert len(err.splitlines()) == 1

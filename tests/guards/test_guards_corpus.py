@@ -63,11 +63,20 @@ def test_seed_only_patch_passes_with_review(repo_config) -> None:  # type: ignor
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_every_corpus_patch_applies_with_git(tmp_path: Path) -> None:
     """The corpus is real diffs of today's files: git itself accepts every one."""
+    # A copy of the versioned files only: state a run leaves in the checkout (a prepared
+    # .labwarden/, say) must not make a new-file patch look stale.
+    tree = tmp_path / "tree"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, listed.split("\0")):
+        if (REPO / rel).is_file():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / rel, tree / rel)
     failed = []
     for name, text in all_patches().items():
         path = tmp_path / name.replace("/", "_")
         path.write_text(text)
-        r = subprocess.run(["git", "apply", "--check", str(path)], cwd=REPO,
+        r = subprocess.run(["git", "apply", "--check", str(path)], cwd=tree,
                            capture_output=True, text=True)
         if r.returncode != 0:
             failed.append(f"{name}: {r.stderr.strip()}")

@@ -135,6 +135,9 @@ class TunerAgent:
                       if c.name in wanted and c.name not in exclude}
         if not self.space:
             raise AgentError(f"the tuner found no numeric UPPER_CASE constants to tune in {path}")
+        # Offset the seed by what the ledger already holds: a new session must not replay
+        # the random draws of the last one (it would repeat experiments already done).
+        seed = config.tuner_seed + len(history())
         if config.tuner_sampler == "cmaes":
             try:
                 import cmaes  # noqa: F401  (Optuna's CMA-ES sampler needs it)
@@ -142,10 +145,10 @@ class TunerAgent:
                 raise InputError("[agents.tuner] sampler = 'cmaes' needs the cmaes package "
                                  "(pip install cmaes); or use sampler = 'tpe'.") from None
             # Categorical constants fall back to random sampling under CMA-ES: expected.
-            sampler: Any = optuna.samplers.CmaEsSampler(seed=config.tuner_seed,
+            sampler: Any = optuna.samplers.CmaEsSampler(seed=seed,
                                                         warn_independent_sampling=False)
         else:
-            sampler = optuna.samplers.TPESampler(seed=config.tuner_seed, n_startup_trials=5)
+            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
         self._optuna = optuna
         self.study = optuna.create_study(direction="minimize", sampler=sampler)
         self._told: set[str] = set()

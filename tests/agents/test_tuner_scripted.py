@@ -102,6 +102,22 @@ def test_tuner_rebuilds_its_study_from_the_ledger(workspace):
     assert done[0].params == {"LR": lr * 2}
 
 
+def test_a_new_session_does_not_repeat_the_last_sessions_trials(workspace):
+    source = (workspace / "trainer/train.py").read_text()
+    files = {"trainer/train.py": source}
+
+    def first(history: list[dict]) -> dict:
+        agent = TunerAgent(AgentsConfig(), base_source=source, history=lambda: history)
+        return agent.plan(PlanContext(experiment_id="x", attempt_index=0, program="",
+                                      files=files, history="")).meta["params"]
+
+    done = first([])
+    assert first([]) == done  # deterministic for a given ledger
+    row = {"id": "r1-001", "agent": "tuner", "status": "discard", "val_bpb": 2.0,
+           "agent_meta": {"params": done}}
+    assert first([row]) != done
+
+
 def test_scripted_agent_replays_in_order(tmp_path):
     (tmp_path / "02-second.patch").write_text("Subject: raise LR\n\n--- a/x.py\n+++ b/x.py\n")
     (tmp_path / "01-first.diff").write_text("--- a/y.py\n+++ b/y.py\n@@ -1 +1 @@\n-a\n+b\n")

@@ -100,7 +100,9 @@ def _match_parts(path: tuple[str, ...], pat: tuple[str, ...]) -> bool:
     return fnmatch.fnmatchcase(path[0], head) and _match_parts(path[1:], rest)
 
 
-def _strings(table: dict[str, Any], key: str, where: Path, default: tuple[str, ...]) -> tuple[str, ...]:
+def _strings(
+    table: dict[str, Any], key: str, where: Path, default: tuple[str, ...]
+) -> tuple[str, ...]:
     value = table.get(key, default)
     if isinstance(value, str):
         value = [value]
@@ -149,17 +151,23 @@ def load_config(workspace: str | Path | None = None) -> WorkspaceConfig:
 
     direction = run.get("direction", "minimize")
     if direction not in ("minimize", "maximize"):
-        raise ConfigError(f"{path}: run.direction must be 'minimize' or 'maximize', but got {direction!r}.")
+        raise ConfigError(
+            f"{path}: run.direction must be 'minimize' or 'maximize', but got {direction!r}."
+        )
     budget = run.get("time_budget_s")
     if budget is not None and (not isinstance(budget, int | float) or budget <= 0):
-        raise ConfigError(f"{path}: run.time_budget_s must be a positive number, but got {budget!r}.")
+        raise ConfigError(
+            f"{path}: run.time_budget_s must be a positive number, but got {budget!r}."
+        )
 
     def command(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = run.get(key, default)
         if isinstance(value, str):
             value = value.split()
         if not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{path}: run.{key} must be a command (list of strings), but got {value!r}.")
+            raise ConfigError(
+                f"{path}: run.{key} must be a command (list of strings), but got {value!r}."
+            )
         return tuple(value)
 
     return WorkspaceConfig(

@@ -11,7 +11,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # The main job, end to end, offline, on CPU, with the built-in defaults.
 run: $(STAMP)
 	$(VENV)/bin/labwarden prepare --profile tiny
-	$(VENV)/bin/labwarden baseline --profile tiny
+	$(VENV)/bin/labwarden run --agent tuner --profile tiny --max-experiments 4
+	$(VENV)/bin/labwarden results --tsv
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -422,7 +422,11 @@ def _leftovers(run_dir: Path, backend: SandboxBackend | None = None) -> list[int
     if client is not None:
         from sandbox.docker.containers import LABEL
 
-        found += [c.short_id for c in client.containers.list(all=True, filters={"label": LABEL})]
+        found += [
+            c.short_id
+            for c in client.containers.list(all=True, filters={"label": LABEL})
+            if c.labels.get("labwarden.run", "").startswith(str(run_dir))
+        ]
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue

@@ -61,7 +61,10 @@ def container_kwargs(step: StepSpec, image: str) -> dict[str, Any]:
         memswap_limit=f"{limits.memory_mb}m",  # no swap: over the limit is an OOM kill
         shm_size=f"{limits.shm_mb}m",
         mounts=mounts,
-        labels={LABEL: "step", "labwarden.step": step.name},
+        labels={LABEL: "step", "labwarden.step": step.name,
+                # Which experiment a container belongs to, so cleanup checks on a shared
+                # engine look at their own containers only.
+                "labwarden.run": str(step.log_path.parent)},
         detach=True,
     )
     if limits.cpus:

@@ -7,6 +7,7 @@ karpathy/climbmix-400b-shuffle parquet shards, validation shard pinned).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 from eval_frozen.errors import EvalInputError
 from eval_frozen.profiles import Profile
 
-__all__ = ["Source", "SourceInfo", "parse_source", "split_of"]
+__all__ = ["Source", "SourceInfo", "parse_source", "split_of", "store_splits"]
 
 
 @dataclass
@@ -28,6 +29,34 @@ class SourceInfo:
     train_chars: int
     val_chars: int
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def store_splits(
+    spec: str,
+    data_dir: Path,
+    splits: dict[str, list[tuple[str, str]]],
+    shard_chars: int,
+    details: dict[str, Any],
+) -> SourceInfo:
+    """Write the `train` and `val` documents as shards and describe them, text hashes included
+    (the hashes go into `source.json`, which the seal covers)."""
+    from eval_frozen.shards import write_split
+
+    hashes = {}
+    for split, docs in splits.items():
+        h = hashlib.sha256()
+        for name, text in docs:
+            h.update(name.encode() + b"\0" + text.encode() + b"\0")
+        hashes[split] = h.hexdigest()
+        write_split(data_dir / split, docs, shard_chars)
+    return SourceInfo(
+        spec=spec,
+        train_docs=len(splits["train"]),
+        val_docs=len(splits["val"]),
+        train_chars=sum(len(t) for _, t in splits["train"]),
+        val_chars=sum(len(t) for _, t in splits["val"]),
+        details={**details, "text_sha256": hashes},
+    )
 
 
 class Source(Protocol):

@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from eval_frozen.profiles import Profile
-from eval_frozen.shards import write_split
-from eval_frozen.sources import SourceInfo, split_of
+from eval_frozen.sources import SourceInfo, split_of, store_splits
 
 # Folders with no prose (codec tables, tests) or read separately (pydoc_data).
 _SKIP_PARTS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "encodings",
@@ -121,23 +120,11 @@ class BuiltinSource:
         splits: dict[str, list[tuple[str, str]]] = {"train": [], "val": []}
         for key, name, text in documents():
             splits[split_of(key, profile.val_fraction)].append((name, text))
-        hashes = {}
-        for split, docs in splits.items():
+        for docs in splits.values():
             # Order by a hash of the name: neighbours in a batch come from unrelated modules.
             docs.sort(key=lambda d: hashlib.sha256(d[0].encode()).digest())
-            h = hashlib.sha256()
-            for name, text in docs:
-                h.update(name.encode() + b"\0" + text.encode() + b"\0")
-            hashes[split] = h.hexdigest()
-            write_split(data_dir / split, docs, _SHARD_CHARS)
-        info = SourceInfo(
-            spec=self.spec,
-            train_docs=len(splits["train"]),
-            val_docs=len(splits["val"]),
-            train_chars=sum(len(t) for _, t in splits["train"]),
-            val_chars=sum(len(t) for _, t in splits["val"]),
-            details={"python": sys.version.split()[0], "text_sha256": hashes},
-        )
+        info = store_splits(self.spec, data_dir, splits, _SHARD_CHARS,
+                            {"python": sys.version.split()[0]})
         log(f"builtin: {info.train_docs} train docs ({info.train_chars} chars), "
             f"{info.val_docs} val docs ({info.val_chars} chars), Python {info.details['python']}")
         return info

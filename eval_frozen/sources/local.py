@@ -12,8 +12,7 @@ from pathlib import Path
 
 from eval_frozen.errors import EvalInputError
 from eval_frozen.profiles import Profile
-from eval_frozen.shards import write_split
-from eval_frozen.sources import SourceInfo, split_of
+from eval_frozen.sources import SourceInfo, split_of, store_splits
 
 _SHARD_CHARS = 64_000_000
 
@@ -59,22 +58,8 @@ class LocalSource:
                 f"local source {self.root}: {n} text file(s) give an empty train or val split; "
                 f"it needs more files (val takes ~{profile.val_fraction:.0%} of them by name hash)."
             )
-        hashes = {}
-        for split, docs in splits.items():
-            h = hashlib.sha256()
-            for name, text in docs:
-                h.update(name.encode() + b"\0" + text.encode() + b"\0")
-            hashes[split] = h.hexdigest()
-            write_split(data_dir / split, docs, _SHARD_CHARS)
-        info = SourceInfo(
-            spec=self.spec,
-            train_docs=len(splits["train"]),
-            val_docs=len(splits["val"]),
-            train_chars=sum(len(t) for _, t in splits["train"]),
-            val_chars=sum(len(t) for _, t in splits["val"]),
-            details={"skipped_non_utf8": skipped, "text_sha256": hashes,
-                     "root": os.fspath(self.root)},
-        )
+        info = store_splits(self.spec, data_dir, splits, _SHARD_CHARS,
+                            {"skipped_non_utf8": skipped, "root": os.fspath(self.root)})
         log(f"local: {info.train_docs} train files, {info.val_docs} val files"
             + (f", {skipped} skipped (not UTF-8)" if skipped else ""))
         return info

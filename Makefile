@@ -30,5 +30,5 @@ $(STAMP): pyproject.toml
 	# compat mode: a plain path .pth instead of an import-hook finder, ~30 ms less per start.
 	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	# Bytecode up front: where PYTHONDONTWRITEBYTECODE is set, every start would recompile.
-	$(PY) -m compileall -q agents guards labwarden sandbox eval_frozen trainer
+	$(PY) -m compileall -q agents guards labwarden sandbox
 	touch $(STAMP)

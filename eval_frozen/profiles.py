@@ -21,6 +21,13 @@ class Profile:
     """Context length T of training and evaluation rows."""
     time_budget_s: float
     """Default training wall-clock budget; the sandbox enforces it from outside."""
+    startup_allowance_s: float = 20.0
+    """Seconds the training step may spend before it first reads training data (interpreter
+    and torch start, model build). Counts towards the sandbox's kill limit only."""
+    export_allowance_s: float = 5.0
+    """Seconds the training step may run past its budget, counted from its first read of
+    training data to its exit: the last step, the export, interpreter teardown. A step that
+    takes longer is a budget violation and is not scored."""
     eval_tokens: int
     """Exactly this many validation target positions are scored (a multiple of seq_len)."""
     eval_batch_size: int
@@ -79,6 +86,7 @@ PROFILES: dict[str, Profile] = {
             eval_batch_size=32,
             device="cpu",
             default_source="builtin",
+            export_allowance_s=10.0,
             val_fraction=0.2,  # the built-in corpus is ~2 MB; val must hold eval_tokens
         ),
         Profile(
@@ -90,6 +98,8 @@ PROFILES: dict[str, Profile] = {
             eval_batch_size=32,
             device="cuda",
             default_source="climbmix",
+            startup_allowance_s=120.0,  # CUDA context, cuDNN and Triton warm-up
+            export_allowance_s=60.0,
             climbmix_train_shards=10,
             probe_tolerance=1e-2,  # bf16 kernels differ by batch size; leaks move logits O(1)
         ),

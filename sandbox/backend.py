@@ -84,6 +84,10 @@ class StepOutcome:
     overhead_seconds: float
     """Sandbox setup and teardown around the command (create, start, remove)."""
     peak_memory_mb: float | None = None
+    started_at: float = 0.0
+    """`time.monotonic()` when the command started (the wall clock's zero)."""
+    ended_at: float = 0.0
+    """`time.monotonic()` when the command was seen to exit or was killed."""
 
 
 class SandboxBackend(abc.ABC):

@@ -100,6 +100,8 @@ class DockerBackend(SandboxBackend):
             oom=oom and not timed_out,
             wall_seconds=ended - started,
             overhead_seconds=(started - began) + (time.monotonic() - ended),
+            started_at=started,
+            ended_at=ended,
             peak_memory_mb=peak.mb,
         )
 

@@ -130,6 +130,8 @@ class LocalBackend(SandboxBackend):
             oom=oom,
             wall_seconds=ended - started,
             overhead_seconds=(started - began) + (time.monotonic() - ended),
+            started_at=started,
+            ended_at=ended,
             peak_memory_mb=rusage.ru_maxrss / 1024 if rusage else None,
         )
 

@@ -21,13 +21,6 @@ class Profile:
     """Context length T of training and evaluation rows."""
     time_budget_s: float
     """Default training wall-clock budget; the sandbox enforces it from outside."""
-    startup_allowance_s: float = 20.0
-    """Seconds the training step may spend before it first reads training data (interpreter
-    and torch start, model build). Counts towards the sandbox's kill limit only."""
-    export_allowance_s: float = 5.0
-    """Seconds the training step may run past its budget, counted from its first read of
-    training data to its exit: the last step, the export, interpreter teardown. A step that
-    takes longer is a budget violation and is not scored."""
     eval_tokens: int
     """Exactly this many validation target positions are scored (a multiple of seq_len)."""
     eval_batch_size: int
@@ -36,6 +29,13 @@ class Profile:
     """Where the trainer and evaluator run by default: "cpu" or "cuda"."""
     default_source: str
     """Data source when `prepare` gets no --source: "builtin", "local:PATH" or "climbmix"."""
+    startup_allowance_s: float = 20.0
+    """Seconds the training step may spend before it first reads training data (interpreter
+    and torch start, model build). Counts towards the sandbox's kill limit only."""
+    export_allowance_s: float = 5.0
+    """Seconds the training step may run past its budget, counted from its first read of
+    training data to its exit: the last step, the export, interpreter teardown. A step that
+    takes longer is a budget violation and is not scored."""
     val_fraction: float = 0.1
     """Share of documents (by name hash) that go to validation, for builtin and local sources."""
     climbmix_train_shards: int = 1

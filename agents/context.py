@@ -27,6 +27,9 @@ class ResearchContext:
     tree: ResearchTree
     audit: Any
     """The guards' AuditStore, for guard checks and runtime violations."""
+    service: Any
+    """The experiment service (`labwarden.experiment.ExperimentService`) over `backend` and
+    `audit`: every guard check and sandbox run of the graph goes through it."""
     profile: str
     setup: str | None = None
     """Backend and budget: only metrics measured with the same setup are compared."""

@@ -9,7 +9,10 @@ again.
 
 Statuses: `planned` and `running` while an experiment is under way; then one of
 `keep`, `discard`, `crash`, `blocked` (a deterministic guard or runtime violation),
-`rejected` (the reviewer or an evaluator probe) as its final word.
+`rejected` (the reviewer or an evaluator probe) as its final word. Manual experiments
+(`labwarden try`, `labwarden baseline`) are rows of kind `try` in run `manual`: `tried`
+when scored, else `blocked`, `rejected` or `crash`. They never count as baselines or
+research results (`best`, `noise_floor` and `counts` read other kinds only).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FINAL = ("keep", "discard", "crash", "blocked", "rejected")
+FINAL = ("keep", "discard", "crash", "blocked", "rejected", "tried")
 """Final statuses; anything else means the experiment has not finished."""
 
 _SCHEMA = """
@@ -40,7 +43,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     id              TEXT PRIMARY KEY,
     seq             INTEGER NOT NULL,
     run_id          TEXT NOT NULL,
-    kind            TEXT NOT NULL DEFAULT 'experiment',   -- experiment | baseline
+    kind            TEXT NOT NULL DEFAULT 'experiment',   -- experiment | baseline | try
     parent          TEXT,            -- research-branch commit the patch applies to
     profile         TEXT NOT NULL,
     setup           TEXT,            -- what makes metrics comparable: backend and budget
@@ -171,10 +174,11 @@ class Ledger:
 
     def abandon_unfinished(self, reason: str) -> int:
         """Close experiments left half-way by a run that will not be resumed."""
+        # Manual tries are left alone: one may be running in another process right now.
         with self._tx() as db:
             cur = db.execute(
                 f"UPDATE experiments SET status='crash', reason=?, finished_at=? "
-                f"WHERE status NOT IN ({','.join('?' * len(FINAL))})",
+                f"WHERE kind != 'try' AND status NOT IN ({','.join('?' * len(FINAL))})",
                 (reason, time.time(), *FINAL),
             )
             return cur.rowcount

@@ -88,6 +88,7 @@ class ResearchSession:
                              f"{profile}' first.")
         from agents.llm import make_agent
         from guards.audit import AuditStore
+        from labwarden.experiment import ExperimentService, setup_key
         from sandbox import get_backend
 
         backend = get_backend(s.get("backend"))
@@ -114,10 +115,12 @@ class ResearchSession:
         gpus = s.get("gpus")
         budget = s.get("time_budget") or config.time_budget_s
         backend_name = getattr(backend, "name", type(backend).__name__)
+        audit = AuditStore(config.state_path / "audit.sqlite")
         ctx = ResearchContext(
             config=config, settings=agents_cfg, agent=agent, ledger=ledger, backend=backend,
-            tree=tree, audit=AuditStore(config.state_path / "audit.sqlite"), profile=profile,
-            setup=f"backend={backend_name},budget={budget or 'profile'}", time_budget_s=budget,
+            tree=tree, audit=audit,
+            service=ExperimentService(config, backend=backend, audit=audit),
+            profile=profile, setup=setup_key(backend_name, budget), time_budget_s=budget,
             max_experiments=s.get("max_experiments"),
             deadline=time.time() + hours * 3600 if hours else None,
             gpus=gpus if gpus in (None, "all") else [int(i) for i in gpus.split(",")],

@@ -1,7 +1,8 @@
 """evaluate: read what the sandbox and the frozen evaluator said; only their metric counts.
 
-A scored result goes on to `decide`. Anything else is final here: a runtime violation is
-a block, an evaluator probe's refusal a rejection, every other failure a crash.
+A scored result goes on to `decide`. Anything else is final here, by the experiment
+service's one mapping (`labwarden.experiment.final_status`): a runtime violation is a
+block, an evaluator probe's refusal a rejection, every other failure a crash.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from langgraph.runtime import Runtime
 from agents.context import ResearchContext
 from agents.nodes.sandbox_call import scored
 from agents.state import ResearchState
-
-STATUS = {"violation": "blocked", "rejected": "rejected"}
+from labwarden.experiment import final_status
 
 
 def evaluate(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def evaluate(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[st
     ctx.progress.step("evaluate", state["experiment_id"], f"sandbox: {result.get('status')}")
     if scored(result):
         return {}
-    status = STATUS.get(str(result.get("status")), "crash")
+    status = final_status(result.get("status")) or "crash"
     reason = f"sandbox {result.get('status')}: {result.get('reason') or '(no reason given)'}"
     violations = result.get("violations") or []
     if violations:

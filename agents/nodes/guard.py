@@ -1,7 +1,8 @@
 """guard: the deterministic diff guards judge the patch; a block ends the attempt.
 
-Every check goes to the audit trail under the workspace's own path (the guards compare
-against the research tree, the current best files). On a replayed step the verdict
+Every check goes through the experiment service, which records it in the audit trail under
+the workspace's own path (the guards compare against the research tree, the current best
+files). On a replayed step the verdict
 already in the ledger for this very diff is reused, so the audit trail gets one entry.
 """
 
@@ -24,14 +25,13 @@ def guard(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, 
     if row.get("guard_verdict") and row.get("diff") == state["diff"]:
         verdict, findings = row["guard_verdict"], row["guard_findings"] or []
     else:
-        from guards import AttemptMeta, check_patch
+        from guards import AttemptMeta
 
         hyp = state.get("hypothesis") or {}
         meta = AttemptMeta(experiment_id=exp_id, agent_role="coder",
                            agent_model=ctx.agent.models().get("coder", ""),
                            hypothesis=hyp.get("text", ""))
-        report = check_patch(state["diff"], ctx.guard_config(), meta=meta)
-        ctx.audit.record(report, state["diff"], str(ctx.config.root), meta)
+        report = ctx.service.check(state["diff"], meta, against=ctx.guard_config())
         verdict, findings = report.verdict, [f.to_dict() for f in report.findings]
         ctx.ledger.update(exp_id, guard_verdict=verdict, guard_findings=findings)
     out: dict[str, Any] = {"guard": {"verdict": verdict, "findings": findings}}

@@ -16,29 +16,21 @@ from agents.state import ResearchState
 from agents.summary import one_line
 
 
-def _audit(ctx: ResearchContext, exp_id: str, state: ResearchState, status: str,
-           reason: str) -> None:
-    """What the guards did not already record: runtime violations, evaluator refusals and
-    reviewer rejections join the audit trail (guard checks are recorded by `guard`)."""
+def _audit_review(ctx: ResearchContext, exp_id: str, state: ResearchState, status: str,
+                  reason: str) -> None:
+    """A reviewer's rejection joins the audit trail. Guard checks and what the sandbox or
+    the evaluator stopped were recorded when they happened, by the experiment service."""
     from guards import AttemptMeta
 
-    result = state.get("result") or {}
     review = state.get("review") or {}
-    hyp = (state.get("hypothesis") or {}).get("text", "")
-    models = ctx.agent.models()
-    if result.get("status") in ("violation", "rejected"):
-        kind, role = ("evaluator" if result["status"] == "rejected" else "sandbox"), "coder"
-    elif status == "rejected" and review.get("decision") == "reject":
-        kind, role = "review", "reviewer"
-    else:
+    if not (status == "rejected" and review.get("decision") == "reject"):
         return
+    hyp = (state.get("hypothesis") or {}).get("text", "")
     ctx.audit.record_violation(
-        workspace=str(ctx.config.root), kind=kind, message=reason,
-        meta=AttemptMeta(experiment_id=exp_id, agent_role=role,
-                         agent_model=models.get(role, ""), hypothesis=hyp),
-        log_tail=str(result.get("log_tail") or ""), patch_text=state.get("diff", ""),
-        details={"violations": result.get("violations") or [],
-                 "sandbox_status": result.get("status")} if result else None)
+        workspace=str(ctx.config.root), kind="review", message=reason,
+        meta=AttemptMeta(experiment_id=exp_id, agent_role="reviewer",
+                         agent_model=ctx.agent.models().get("reviewer", ""), hypothesis=hyp),
+        patch_text=state.get("diff", ""), severity="review")
 
 
 def record(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, Any]:
@@ -54,7 +46,7 @@ def record(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str,
         if status == "keep":
             hyp = (state.get("hypothesis") or {}).get("text", exp_id)
             commit = ctx.tree.commit(state["diff"], one_line(hyp, 72), exp_id)
-        _audit(ctx, exp_id, state, status, reason)
+        _audit_review(ctx, exp_id, state, status, reason)
         ctx.ledger.finish(exp_id, status, reason, commit_sha=commit,
                           best_before=outcome.get("best_before"), margin=outcome.get("margin"),
                           threshold=outcome.get("threshold"), noise=outcome.get("noise"))

@@ -3,7 +3,9 @@
 LangGraph replays a step that had not been checkpointed when the process died. The
 ledger says whether this experiment's result is already in: then it is returned and
 nothing runs. Otherwise the attempt is counted and run in a fresh run folder (the
-sandbox never reuses one), and its result is stored once.
+sandbox never reuses one) through the experiment service, which records in the audit
+trail whatever the sandbox or the evaluator stopped (violations, a kill at the time limit,
+an out-of-memory kill, a probe refusal), and its result is stored once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ def sandbox_run(ctx: ResearchContext, exp_id: str, patch: str | None) -> dict[st
     row = ctx.ledger.get(exp_id)
     if row is not None and row["result"] is not None:
         return row["result"]
+    from guards import AttemptMeta
     from sandbox import ExperimentSpec
 
     attempt = ctx.ledger.mark_run_started(exp_id)
@@ -24,7 +27,11 @@ def sandbox_run(ctx: ResearchContext, exp_id: str, patch: str | None) -> dict[st
     spec = ExperimentSpec(config=ctx.config, patch=patch, profile=ctx.profile,
                           experiment_id=folder, time_budget_s=ctx.time_budget_s,
                           base_dir=ctx.tree.path, gpus=ctx.gpus)
-    result = ctx.backend.run(spec).to_dict()
+    row = row or {}
+    meta = AttemptMeta(experiment_id=exp_id, agent_role="coder" if patch else "baseline",
+                       agent_model=ctx.agent.models().get("coder", "") if patch else "",
+                       hypothesis=str(row.get("hypothesis") or ""))
+    result = ctx.service.run(spec, meta).to_dict()
     ctx.ledger.store_result(exp_id, result)
     stored = ctx.ledger.get(exp_id)
     assert stored is not None and stored["result"] is not None

@@ -185,6 +185,7 @@ def _fill_experiments(data: ReportData, rows: list[dict[str, Any]]) -> None:
             model=str(r.get("agent_model") or ""),
             reason=str(r.get("reason") or ""),
             created_at=_when(r.get("created_at")),
+            kind=str(r.get("kind") or "experiment"),
         ))
     if baselines:
         data.baseline = sum(baselines) / len(baselines)
@@ -244,10 +245,19 @@ _PROBE = ("The frozen evaluator refused to score the model: a probe failed (caus
           "shape or vocabulary, finite values).")
 _SANDBOX = ("The sandbox saw a rule broken at run time (a frozen file changed, the budget "
             "overrun); the metric is void.")
+_BUDGET = ("The sandbox measured the training step from outside (first read of training data "
+           "to exit) and it ran past its budget plus the stated export allowance, or it was "
+           "killed at its time limit; the metric is void.")
+_SEAL = ("A frozen file or the sealed data changed during the experiment (hash check before "
+         "and after each step); the metric is void.")
+_OOM = "A step was killed for memory: a crash, not a cheat."
 LEDGER_RULES = (
     Rule("runtime.review", "review", "reviewer agent", _REVIEW),
     Rule("runtime.evaluator", "block", "eval_frozen", _PROBE),
     Rule("runtime.sandbox", "block", "sandbox", _SANDBOX),
+    Rule("runtime.budget", "block", "sandbox", _BUDGET),
+    Rule("runtime.seal", "block", "sandbox", _SEAL),
+    Rule("runtime.oom", "note", "sandbox", _OOM),
     Rule("reviewer", "review", "reviewer agent", _REVIEW),
     Rule("evaluator-probe", "block", "eval_frozen", _PROBE),
     Rule("sandbox-violation", "block", "sandbox", _SANDBOX),

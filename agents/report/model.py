@@ -23,7 +23,7 @@ class Experiment:
 
     id: str
     status: str
-    """keep / discard / crash / blocked / rejected (the ledger's word), or baseline."""
+    """keep / discard / crash / blocked / rejected / tried (the ledger's word), or baseline."""
     hypothesis: str = ""
     value: float | None = None
     """The metric from the evaluator (val_bpb); None when nothing was scored."""
@@ -41,6 +41,9 @@ class Experiment:
     reason: str = ""
     """One line: why it crashed, was blocked or rejected."""
     created_at: str = ""
+    kind: str = "experiment"
+    """experiment / baseline / try: a `try` is a person's manual experiment (`labwarden try`,
+    `labwarden baseline`), listed but never part of the research progress."""
 
 
 @dataclass(frozen=True)

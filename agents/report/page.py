@@ -59,7 +59,8 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 
 
 def _summary(data: ReportData) -> str:
-    ex = data.experiments
+    ex = [e for e in data.experiments if e.kind != "try"]
+    manual = len(data.experiments) - len(ex)
     count = defaultdict(int)
     for e in ex:
         count[e.status] += 1
@@ -83,6 +84,8 @@ def _summary(data: ReportData) -> str:
         (f"best {data.metric}", _fmt(best) or "\u2014"),
         ("baseline", _fmt(data.baseline) or "\u2014"),
     ]
+    if manual:
+        cards.append(("manual tries", str(manual)))
     if tokens or cost:
         cards.append(("LLM tokens", f"{tokens:,}"))
         cards.append(("LLM cost", f"${cost:.2f}"))
@@ -112,9 +115,10 @@ def _experiments(data: ReportData) -> str:
         f'{_e(data.metric if name == "val_bpb" else name)}</th>'
         for name, t in COLUMNS
     )
-    rows = []
-    for i, e in enumerate(data.experiments, start=1):
-        rows.append(_row(i, e))
+    # Numbered as on the plot; manual tries (`labwarden try`) follow, unnumbered.
+    research = [e for e in data.experiments if e.kind != "try"]
+    rows = [_row(i, e) for i, e in enumerate(research, start=1)]
+    rows += [_row(None, e) for e in data.experiments if e.kind == "try"]
     return (
         '<section id="experiments"><h2>Experiments</h2>'
         '<p class="hint">Click a column header to sort. Margin: how much better than the best '
@@ -129,7 +133,7 @@ def _num_cell(v: float | int | None, text: str) -> str:
     return f'<td class="num" data-sort="{_e(key)}">{_e(text)}</td>'
 
 
-def _row(i: int, e: Experiment) -> str:
+def _row(i: int | None, e: Experiment) -> str:
     hyp = e.hypothesis or ""
     margin = "" if e.margin is None else f"{e.margin:+.4f}"
     if e.reason and e.status in ("crash", "blocked", "rejected"):
@@ -138,7 +142,7 @@ def _row(i: int, e: Experiment) -> str:
         hyp_html = _e(hyp)
     return (
         f'<tr class="st-{_e(e.status)}">'
-        f'{_num_cell(i, str(i))}'
+        f'{_num_cell(i, "manual" if i is None else str(i))}'
         f"<td class=\"id\" data-sort=\"{_e(e.id)}\"><code>{_e(e.id)}</code></td>"
         f'<td class="hyp" data-sort="{_e(hyp)}">{hyp_html}</td>'
         f'<td data-sort="{_e(e.status)}">'
@@ -324,7 +328,7 @@ tr.st-discard td{color:var(--muted)}
 .badge{display:inline-block;border-radius:10px;padding:0 7px;font-size:12px;color:#fff;
 background:var(--muted)}
 .b-keep{background:var(--keep)}.b-discard{background:var(--discard)}
-.b-baseline{background:var(--base)}.b-crash{background:var(--crash)}
+.b-baseline{background:var(--base)}.b-tried{background:var(--discard)}.b-crash{background:var(--crash)}
 .b-blocked{background:var(--blocked)}.b-rejected{background:var(--rejected)}
 .b-sev{background:#57606a}
 .toc{columns:3;padding-left:18px}

@@ -49,7 +49,8 @@ def build_series(data: ReportData) -> Series:
     pts: list[Point] = []
     best: float | None = data.baseline
     steps: list[tuple[int, float]] = [(0, best)] if best is not None else []
-    for i, e in enumerate(data.experiments, start=1):
+    research = [e for e in data.experiments if e.kind != "try"]  # manual tries: table only
+    for i, e in enumerate(research, start=1):
         y = e.value if e.value is not None and math.isfinite(e.value) else None
         if e.status in ("crash", "blocked", "rejected"):
             y = None  # whatever number came back is void

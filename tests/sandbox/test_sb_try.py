@@ -37,6 +37,21 @@ def test_blocked_patch_exits_1_without_running(
     assert code == 1 and out["result"] is None
     assert out["guards"]["verdict"] == "blocked"
     assert (set(runs.iterdir()) if runs.exists() else set()) == before
+    # A manual try: in the ledger (results, report) and the audit trail, never research.
+    from agents.ledger import Ledger
+    from guards.audit import AuditStore, default_path
+
+    ledger = Ledger(try_workspace / ".labwarden" / "ledger.sqlite", readonly=True)
+    try:
+        row = ledger.experiments(kind="try")[-1]
+        assert row["run_id"] == "manual" and row["status"] == "blocked"
+        assert "paths.protected" in row["reason"] and row["diff"] == patch.read_text()
+        assert ledger.counts() == {} and ledger.best("tiny") == (None, None)
+    finally:
+        ledger.close()
+    with AuditStore(default_path(try_workspace / ".labwarden")) as store:
+        entry = store.list(experiment_id=row["id"])[0]
+    assert entry.verdict == "blocked" and entry.meta.agent_role == "human"
 
 
 def test_missing_patch_file_is_exit_2(
@@ -63,6 +78,16 @@ def test_baseline_same_on_both_backends(
         assert code == 0, f"{backend}: {result['status']} {result['reason']}\n{result['log_tail']}"
         assert result["metrics"]["status"] == "scored"
         scores[backend] = result["val_bpb"]
+    from agents.ledger import Ledger
+
+    ledger = Ledger(try_workspace / ".labwarden" / "ledger.sqlite", readonly=True)
+    try:
+        tried = {r["setup"]: r["val_bpb"] for r in ledger.experiments(kind="try")
+                 if r["status"] == "tried"}
+    finally:
+        ledger.close()
+    assert tried == {"backend=local,budget=2.0": scores["local"],
+                     "backend=docker,budget=2.0": scores["docker"]}
     # Training stops on wall time, so step counts may differ a little between runs.
     assert scores["local"] == pytest.approx(scores["docker"], rel=0.05), scores
 

@@ -1,8 +1,8 @@
 """End to end on `tiny`: prepare (shared fixture), train, export, evaluate; `labwarden baseline`.
 
 One short training serves every test here: `labwarden baseline` runs the unmodified
-trainer and then the evaluator as separate subprocesses, exactly the path users take, and
-the tests read the run folder it leaves behind.
+trainer and then the evaluator in the sandbox (the local backend here), exactly the path
+users take, and the tests read the run folder it leaves behind.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def baseline_run(tiny_workspace, tmp_path_factory) -> dict:
     with open(out_path, "w") as out, open(err_path, "w") as err:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = labwarden(["baseline", "--workspace", str(ws), "--profile", "tiny",
-                            "--time-budget", BUDGET_S])
+                            "--backend", "local", "--time-budget", BUDGET_S])
     runs = sorted((ws / ".labwarden" / "runs").glob("baseline-*"))
     return {"rc": rc, "ws": ws, "stdout": out_path.read_text(), "stderr": err_path.read_text(),
             "run_dir": runs[-1] if runs else None}
@@ -51,15 +51,16 @@ def test_baseline_prints_a_val_bpb_and_exits_0(baseline_run):
     assert int(lines["tokens"]) == int(lines["steps"]) * batch_size * 128
     run_dir = baseline_run["run_dir"]
     assert run_dir.name.startswith("baseline-")
-    assert {"train.log", "model.pt2", "eval.log", "metrics.json"} <= {p.name for p in
-                                                                        run_dir.iterdir()}
+    assert {"train.log", "eval.log", "result.json"} <= {p.name for p in run_dir.iterdir()}
+    assert (run_dir / "train" / "model.pt2").is_file()
+    assert (run_dir / "eval" / "metrics.json").is_file()
     # The trainer's own budget: it stops once the budget is spent (one step may overrun).
     assert 5.0 <= float(lines["training_seconds"]) < 60.0
 
 
 @pytest.mark.slow
 def test_trained_model_beats_a_uniform_guess(baseline_run):
-    metrics = json.loads((baseline_run["run_dir"] / "metrics.json").read_text())
+    metrics = json.loads((baseline_run["run_dir"] / "eval" / "metrics.json").read_text())
     assert metrics["status"] == "scored", metrics["reason"]
     assert all(p["passed"] for p in metrics["probes"])
     bpb = metrics["val_bpb"]
@@ -76,13 +77,13 @@ def test_exported_program_scores_like_the_in_process_model(baseline_run):
     from trainer import train
 
     run_dir: Path = baseline_run["run_dir"]
-    program = torch.export.load(str(run_dir / "model.pt2"))
+    program = torch.export.load(str(run_dir / "train" / "model.pt2"))
     depth, width, _ = train.model_size("tiny")
     model = train.GPT(1024, 128, depth, width, train.N_HEAD, train.MLP_RATIO)
     model.load_state_dict(program.state_dict)  # the trained weights, back in the nn.Module
     data_dir = baseline_run["ws"] / ".labwarden" / "data" / "tiny"
     in_process = evaluate_module(model, data_dir, "tiny")
-    exported = json.loads((run_dir / "metrics.json").read_text())
+    exported = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert in_process.status == "scored"
     assert abs(in_process.val_bpb - exported["val_bpb"]) < 1e-4
     assert in_process.tokens_evaluated == exported["tokens_evaluated"]
@@ -92,7 +93,7 @@ def test_exported_program_scores_like_the_in_process_model(baseline_run):
 def test_baseline_json_output_is_one_object(baseline_run, capsys):
     # Reuses the trained run's workspace; --json keeps stdout to a single JSON document.
     rc = labwarden(["baseline", "--workspace", str(baseline_run["ws"]), "--time-budget", "1",
-                    "--json"])
+                    "--backend", "local", "--json"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err[-2000:]
     data = json.loads(captured.out)
@@ -100,6 +101,25 @@ def test_baseline_json_output_is_one_object(baseline_run, capsys):
     assert data["val_bpb"] == data["metrics"]["val_bpb"]
     assert data["trainer"]["profile"] == "tiny"
     assert Path(data["run_dir"]).is_dir()
+    assert data["backend"] == "local" and data["result"]["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_baselines_are_manual_tries_in_the_ledger(baseline_run):
+    """Recorded for `labwarden results` and the report, but never as research results."""
+    from agents.ledger import Ledger
+
+    ledger = Ledger(baseline_run["ws"] / ".labwarden" / "ledger.sqlite", readonly=True)
+    try:
+        rows = ledger.experiments(kind="try")
+        assert rows and all(r["run_id"] == "manual" for r in rows)
+        first = rows[0]
+        assert first["id"] == baseline_run["run_dir"].name and first["status"] == "tried"
+        assert first["val_bpb"] == first["result"]["val_bpb"]
+        assert ledger.best("tiny") == (None, None)  # not a baseline of any research run
+        assert ledger.counts() == {}
+    finally:
+        ledger.close()
 
 
 def bare_workspace(tmp_path: Path) -> Path:

@@ -1,8 +1,11 @@
 """`labwarden try [PATCH]`: one experiment end to end — guards, sandbox, evaluator.
 
 With no patch it runs the unmodified trainer (the baseline). A blocked patch exits 1
-without running. Runtime violations the sandbox reports (a changed frozen file, a budget
-overrun, an out-of-memory kill) go to the audit trail with the step's log tail.
+without running. It goes through the experiment service (`labwarden.experiment`), like
+the research graph: runtime violations the sandbox reports (a changed frozen file, a
+budget overrun, an out-of-memory kill, an evaluator refusal) go to the audit trail with
+the step's log tail, and the try is recorded in the ledger as a manual try (`labwarden
+results`, `labwarden report`), never on the research branch.
 Exit: 0 scored, 1 blocked or not scored (rejected, crash, timeout, violation), 2 bad input.
 """
 
@@ -14,8 +17,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labwarden.errors import InputError
+
+if TYPE_CHECKING:
+    from labwarden.config import WorkspaceConfig
+    from labwarden.experiment import ManualOutcome
+    from sandbox.backend import SandboxBackend
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,76 +71,77 @@ def _read_patch(arg: str | None) -> str | None:
     return text
 
 
-def _violation_kind(result_status: str, message: str) -> str:
-    if "budget" in message:
-        return "budget"
-    return "seal" if result_status == "violation" else result_status
+def backend_for(config: WorkspaceConfig, name: str | None) -> SandboxBackend:
+    """The sandbox a command asked for, else the workspace's `[sandbox] backend`, else
+    Docker when an engine answers (see `sandbox.get_backend`)."""
+    from sandbox import get_backend
+    from sandbox.settings import SandboxSettings
+
+    return get_backend(name or SandboxSettings.from_config(config).backend)
+
+
+def parse_gpus(spec: str | None) -> str | list[int] | None:
+    if not spec or spec == "all":
+        return spec or None
+    try:
+        return [int(g) for g in spec.split(",")]
+    except ValueError:
+        raise InputError(f"--gpus must be 'all' or indices like 0,1, but got {spec!r}.") from None
+
+
+def run_manual(config: WorkspaceConfig, *, patch: str | None, backend_name: str | None,
+               profile: str, experiment_id: str, time_budget_s: float | None,
+               gpus: str | list[int] | None, hypothesis: str) -> tuple[ManualOutcome, str]:
+    """One manual experiment through the experiment service; (outcome, backend name)."""
+    from agents.ledger import Ledger, ledger_path
+    from guards.audit import AuditStore, default_path
+    from labwarden.experiment import ExperimentService
+    from sandbox import ExperimentSpec
+    from sandbox.pipeline import check_prepared
+
+    check_prepared(config.data_path(profile), profile)  # before anything is written
+    backend = backend_for(config, backend_name)
+    audit = AuditStore(default_path(config.state_path))
+    ledger = Ledger(ledger_path(config.state_path))
+    service = ExperimentService(config, backend=backend, audit=audit, ledger=ledger)
+    spec = ExperimentSpec(config=config, patch=patch, profile=profile,
+                          experiment_id=experiment_id, time_budget_s=time_budget_s, gpus=gpus)
+    try:
+        return service.manual(spec, hypothesis=hypothesis), service.backend_name
+    finally:
+        backend.cleanup()
+        ledger.close()
+        audit.close()
+
+
+def check_profile(profile: str) -> None:
+    from eval_frozen.profiles import get_profile
+
+    try:
+        get_profile(profile)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:
-    from guards import AttemptMeta, check_patch
-    from guards.audit import AuditStore, default_path
     from labwarden.config import load_config
-    from sandbox import ExperimentSpec, get_backend
-    from sandbox.settings import SandboxSettings
 
     config = load_config(args.workspace)
     patch = _read_patch(args.patch)
     profile = args.profile or config.profile
+    check_profile(profile)
+    from labwarden.baseline_cli import check_budget
+
+    check_budget(args.time_budget)
     experiment_id = args.id or f"try-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    meta = AttemptMeta(experiment_id=experiment_id, agent_role="human")
-    audit = AuditStore(default_path(config.state_path))
-    report = None
-    if patch is not None:
-        report = check_patch(patch, config, meta=meta, audit=audit)
-        if report.blocked:
-            _print(args.json, report, None, None)
-            return 1
-    gpus: str | list[int] | None = args.gpus
-    if gpus and gpus != "all":
-        try:
-            gpus = [int(g) for g in gpus.split(",")]
-        except ValueError:
-            raise InputError(
-                f"--gpus must be 'all' or indices like 0,1, but got {args.gpus!r}."
-            ) from None
-    backend = get_backend(args.backend or SandboxSettings.from_config(config).backend)
-    spec = ExperimentSpec(
-        config=config,
-        patch=patch,
-        profile=profile,
-        experiment_id=experiment_id,
-        time_budget_s=args.time_budget,
-        gpus=gpus,
-    )
-    try:
-        result = backend.run(spec)
-    finally:
-        backend.cleanup()
-    details = {"run_dir": str(result.run_dir), "status": result.status, "backend": backend.name}
-    for message in result.violations:
-        audit.record_violation(
-            workspace=str(config.root),
-            kind=_violation_kind(result.status, message),
-            message=message,
-            meta=meta,
-            log_tail=result.log_tail,
-            details=details,
-            patch_text=patch or "",
-        )
-    if result.status == "oom":
-        audit.record_violation(
-            workspace=str(config.root),
-            kind="oom",
-            message=result.reason,
-            meta=meta,
-            log_tail=result.log_tail,
-            details=details,
-            patch_text=patch or "",
-            severity="note",
-        )
-    _print(args.json, report, result, backend.name)
-    return 0 if result.status == "ok" else 1
+    outcome, backend = run_manual(
+        config, patch=patch, backend_name=args.backend, profile=profile,
+        experiment_id=experiment_id, time_budget_s=args.time_budget,
+        gpus=parse_gpus(args.gpus),
+        hypothesis=f"manual try of {args.patch}" if args.patch else "manual try: the baseline")
+    _print(args.json, outcome.report, outcome.result, backend)
+    result = outcome.result
+    return 0 if result is not None and result.status == "ok" else 1
 
 
 def _print(as_json: bool, report, result, backend: str | None) -> None:  # noqa: ANN001

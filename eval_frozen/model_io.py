@@ -1,23 +1,54 @@
-"""Load the trainer's exported program without running any of the trainer's Python.
+"""Load the trainer's exported program and run it so that its output is a function of the batch.
 
-`torch.export.load` rebuilds a graph of operators from JSON and weights from tensors, but
-two paths in it can unpickle arbitrary objects: "opaque" and script-object constants,
-and a `torch.load(weights_only=False)` fallback for pickled weights. So, before loading:
-the archive must be a zip with no such entries; during loading `torch.load` is forced
-to weights-only mode (TORCH_FORCE_WEIGHTS_ONLY_LOAD), which unpickles tensors only; after
-loading every call in the graph must be a registered operator (aten and friends) or
-plain arithmetic on sizes, never an arbitrary Python function, and the forward pass must
-not write to any buffer (no hidden state that could change behaviour between calls).
+Loading. `torch.export.load` rebuilds a graph of operators from JSON and weights from
+tensors, but two paths in it can unpickle arbitrary objects: "opaque" and script-object
+constants, and a `torch.load(weights_only=False)` fallback for pickled weights. So, before
+loading, the archive must be a zip with no such entries; during loading `torch.load` is
+forced to weights-only mode (TORCH_FORCE_WEIGHTS_ONLY_LOAD), which unpickles tensors only.
+
+Static checks on the loaded graph (and every subgraph in it):
+- every call is a registered operator (aten and friends), plain arithmetic on sizes, or one
+  of the higher-order operators the runtime guard can follow (`cond`, grad-mode and
+  autocast regions); never an arbitrary Python function;
+- no operator draws random numbers (see "Randomness" below);
+- the forward pass writes to no parameter, buffer, constant or input, and has no side
+  effects: after functionalisation the program may return its user outputs and nothing
+  else (an allow-list on the output kinds, so a new kind of state is refused, too).
+
+Runtime guard. The graph names operators, but what runs is more: composite operators
+(`scaled_dot_product_attention`, `linear`, `rrelu` ...) decompose at call time into
+others the graph never names, and a random one can hide there (attention with a dropout
+probability, for one). So every forward pass the evaluator scores or probes runs under a
+dispatch mode that sees each operator as it executes, after that decomposition, and
+applies the same rules to what actually runs: no random operator, no write to the model's
+state or its input, no uninitialised memory (tensors from `empty*` operators are zeroed
+before the model sees them, so memory left over from an earlier pass, say the scoring
+batch the probe is compared with, cannot leak into a later one; `resize*` operators,
+which can expose such memory in place, are refused).
+
+Randomness, by construction rather than by a list of names: an operator is random when
+torch tags it `nondeterministic_seeded` or its schema takes a `Generator` (bernoulli,
+dropout, rand*, randperm, multinomial, normal, rrelu, the fused attention kernels, RNNs,
+and any future one that follows either convention). Many of those are deterministic when
+the call switches the randomness off, and honest models rely on it (every causal
+`scaled_dot_product_attention` runs a fused kernel tagged seeded, with `dropout_p=0`):
+so a random operator is accepted only when the call passes a dropout probability of
+exactly 0 (argument `p`, `dropout_p` or `dropout`) or `train`/`training` False.
+
+Together, these make the program stateless and deterministic: its output is a function of
+the ids tensor alone, which is what the evaluator's causality check relies on. On CUDA,
+`deterministic_algorithms` also makes torch choose deterministic kernels where it has them
+(so honest run-to-run noise is as small as the hardware allows).
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eval_frozen.errors import EvalInputError
 
@@ -26,6 +57,11 @@ if TYPE_CHECKING:
 
 # File-name prefixes torch.export uses for constants it stores as pickles (not tensors).
 _PICKLED_OBJECT_PREFIXES = ("custom_obj_", "opaque_obj_")
+# Higher-order operators the runtime guard can follow into (see _Guard._higher_order).
+_HIGHER_ORDER_OPS = ("cond", "wrap_with_set_grad_enabled", "wrap_with_autocast")
+# Arguments through which a seeded operator's call turns its randomness off.
+_PROBABILITY_ARGS = ("p", "dropout_p", "dropout")
+_TRAIN_ARGS = ("train", "training")
 
 
 @contextmanager
@@ -69,15 +105,59 @@ def _check_archive(path: Path) -> None:
             )
 
 
+# ---- randomness ----------------------------------------------------------------------------
+
+def _is_seeded(op: Any) -> bool:
+    import torch
+
+    return (torch.Tag.nondeterministic_seeded in op.tags
+            or any("Generator" in str(a.type) for a in op._schema.arguments))
+
+
+def _bound_args(op: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The call's arguments by schema name, defaults filled in."""
+    bound = {}
+    for i, a in enumerate(op._schema.arguments):
+        if i < len(args) and not a.kwarg_only:
+            bound[a.name] = args[i]
+        elif a.name in kwargs:
+            bound[a.name] = kwargs[a.name]
+        elif a.has_default_value():
+            bound[a.name] = a.default_value
+    return bound
+
+
+def random_use(op: Any, args: tuple, kwargs: dict) -> str | None:
+    """`op` and its randomness arguments if this call of it is random, else None.
+
+    Arguments that are not literal values (graph nodes, symbolic numbers) count as random:
+    only a literal 0 probability or a literal False training flag turns randomness off."""
+    if not _is_seeded(op):
+        return None
+    bound = _bound_args(op, args, kwargs)
+    if any(bound.get(n) is False for n in _TRAIN_ARGS):
+        return None
+    for n in _PROBABILITY_ARGS:
+        v = bound.get(n)
+        if isinstance(v, int | float) and not isinstance(v, bool) and v == 0:
+            return None
+    shown = {n: bound[n] for n in (*_PROBABILITY_ARGS, *_TRAIN_ARGS) if n in bound}
+    detail = ", ".join(f"{k}={v}" for k, v in shown.items() if not hasattr(v, "op"))
+    return f"{op}" + (f" ({detail})" if detail else "")
+
+
+# ---- static checks -------------------------------------------------------------------------
+
 def _allowed_target(target: object) -> bool:
     import math
     import operator
 
     import torch
 
-    if isinstance(target, torch._ops.OpOverload | torch._ops.OpOverloadPacket
-                  | torch._ops.HigherOrderOperator):
+    if isinstance(target, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
         return True
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return target.name() in _HIGHER_ORDER_OPS
     module = getattr(target, "__module__", None)
     if target in vars(operator).values() or target in vars(math).values():
         return True
@@ -86,31 +166,51 @@ def _allowed_target(target: object) -> bool:
     return module in ("torch", "torch.fx.experimental.sym_node") and name.startswith("sym_")
 
 
+def _static_random_use(target: object, args: tuple, kwargs: dict) -> str | None:
+    import torch
+
+    if isinstance(target, torch._ops.OpOverload):
+        return random_use(target, args, kwargs)
+    if isinstance(target, torch._ops.OpOverloadPacket):  # no overload chosen: any may run
+        if any(_is_seeded(getattr(target, ov)) for ov in target.overloads()):
+            return f"{target}"
+    return None
+
+
 def check_graph(graph_module: torch.fx.GraphModule) -> None:
-    """EvalInputError naming the first call that is not an operator."""
+    """EvalInputError naming the first call that is not a deterministic operator."""
     for mod_name, mod in graph_module.named_modules():
         graph = getattr(mod, "graph", None)
         if graph is None:
             continue
+        where = f" in {mod_name}" if mod_name else ""
         for node in graph.nodes:
             if node.op in ("call_module", "call_method"):
                 raise EvalInputError(f"exported graph calls a {node.op} ({node.target}); "
                                      f"only operators are accepted.")
-            if node.op == "call_function" and not _allowed_target(node.target):
-                where = f" in {mod_name}" if mod_name else ""
+            if node.op != "call_function":
+                continue
+            if not _allowed_target(node.target):
                 raise EvalInputError(f"exported graph calls {node.target!r}{where}, which is "
                                      f"not a registered operator.")
+            why = _static_random_use(node.target, tuple(node.args), dict(node.kwargs))
+            if why:
+                raise EvalInputError(f"exported graph calls {why}{where}, which draws random "
+                                     f"numbers; the evaluator scores only deterministic models.")
 
 
 def check_stateless(program: torch.export.ExportedProgram) -> None:
-    """EvalInputError if a forward pass writes to a buffer or its input.
+    """EvalInputError if a forward pass writes to any state or input, or has side effects.
 
     A model with state could count its calls and behave (causally) only while it is probed.
     The loaded graph may keep in-place ops (`add_`) whose targets are hard to trace through
-    views, so it is functionalized first: every write to state then shows in the signature.
-    In-place ops on intermediate activations stay allowed.
+    views, so it is functionalized first: every write to state then shows in the signature
+    as an extra output. Only user outputs are allowed; in-place ops on intermediate
+    activations stay allowed.
     """
     import warnings
+
+    from torch.export.graph_signature import InputKind, OutputKind
 
     try:
         with warnings.catch_warnings():
@@ -119,15 +219,171 @@ def check_stateless(program: torch.export.ExportedProgram) -> None:
     except Exception as e:
         raise EvalInputError(f"cannot analyse the exported graph ({type(e).__name__}: "
                              f"{str(e)[:200]}).") from None
-    mutated = {**sig.buffers_to_mutate, **getattr(sig, "user_inputs_to_mutate", {})}
-    if mutated:
-        name = next(iter(mutated.values()))
+    for spec in sig.output_specs:
+        if spec.kind == OutputKind.USER_OUTPUT:
+            continue
+        if spec.kind == OutputKind.TOKEN:
+            raise EvalInputError("the exported model has side effects (effect tokens); the "
+                                 "evaluator accepts only stateless models.")
+        name = spec.target or getattr(spec.arg, "name", "?")
         raise EvalInputError(f"the exported model writes to {name!r} during forward; "
                              f"the evaluator accepts only stateless models.")
+    for spec in sig.input_specs:
+        if spec.kind in (InputKind.CUSTOM_OBJ, InputKind.TOKEN):
+            raise EvalInputError(f"the exported model takes a {spec.kind.name.lower()} input "
+                                 f"({spec.target}); only tensors are accepted.")
 
 
-def load_program(path: str | Path, device: str = "cpu") -> Callable[[torch.Tensor], object]:
-    """The exported model as a callable `ids (B, T) -> logits`; EvalInputError if unusable."""
+# ---- runtime guard -------------------------------------------------------------------------
+
+def _storage_key(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without storage (none in practice)
+        return 0
+
+
+def state_storages(model: object) -> dict[int, str]:
+    """data pointer -> name, for every tensor a module holds (parameters, buffers, constants)."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return {}
+    found: dict[int, str] = {}
+    for mod_name, mod in model.named_modules():
+        tensors = {**mod._parameters, **mod._buffers,
+                   **{k: v for k, v in vars(mod).items() if isinstance(v, torch.Tensor)}}
+        for name, t in tensors.items():
+            if isinstance(t, torch.Tensor):
+                key = _storage_key(t)
+                if key:
+                    found.setdefault(key, f"{mod_name}.{name}" if mod_name else name)
+    return found
+
+
+_OP_INFO: dict[Any, tuple[bool, tuple[tuple[int, str], ...], str]] = {}
+_GUARD_CLASS: Any = None
+
+
+def _op_info(func: Any) -> tuple[bool, tuple[tuple[int, str], ...], str]:
+    """(random?, the arguments it writes to, "empty" | "resize" | ""), cached per operator."""
+    info = _OP_INFO.get(func)
+    if info is None:
+        writes = tuple((i, a.name) for i, a in enumerate(func._schema.arguments)
+                       if a.alias_info is not None and a.alias_info.is_write)
+        base = func._schema.name.split("::")[-1]
+        kind = "empty" if "empty" in base else "resize" if "resize" in base else ""
+        info = _OP_INFO[func] = (_is_seeded(func), writes, kind)
+    return info
+
+
+def _guard_mode(protected: dict[int, str]) -> Any:
+    """A TorchDispatchMode applying the runtime rules (see the module docstring)."""
+    global _GUARD_CLASS
+    if _GUARD_CLASS is None:
+        _GUARD_CLASS = _make_guard_class()
+    return _GUARD_CLASS(protected)
+
+
+def _make_guard_class() -> type:
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Guard(TorchDispatchMode):
+        supports_higher_order_operators = True
+
+        def __init__(self, protected: dict[int, str]) -> None:
+            super().__init__()
+            self.protected = protected
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if isinstance(func, torch._ops.HigherOrderOperator):
+                return self._higher_order(func, args, kwargs)
+            seeded, writes, kind = _op_info(func)
+            if seeded:
+                why = random_use(func, args, kwargs)
+                if why:
+                    raise EvalInputError(f"the model ran {why}, which draws random numbers; "
+                                         f"the evaluator scores only deterministic models.")
+            for i, name in writes:
+                value = args[i] if i < len(args) else kwargs.get(name)
+                for t in value if isinstance(value, list | tuple) else (value,):
+                    key = _storage_key(t) if isinstance(t, torch.Tensor) else 0
+                    if key in self.protected:
+                        raise EvalInputError(
+                            f"the exported model writes to {self.protected[key]!r} during "
+                            f"forward ({func}); the evaluator accepts only stateless models.")
+            if kind == "resize":
+                raise EvalInputError(f"the model ran {func}, which can expose uninitialised "
+                                     f"memory; the evaluator refuses it.")
+            out = func(*args, **kwargs)
+            if kind == "empty" and isinstance(out, torch.Tensor):
+                out.zero_()  # no leftovers of earlier passes
+            return out
+
+        def _higher_order(self, func, args, kwargs):
+            # Run the subgraph ourselves, with this mode active, so its operators are
+            # checked as they run; anything we cannot follow is refused.
+            name = func.name()
+            if name == "cond" and not kwargs:
+                pred, true_fn, false_fn, operands = args
+                with self:
+                    return (true_fn if bool(pred) else false_fn)(*operands)
+            if name == "wrap_with_set_grad_enabled" and not kwargs:
+                enabled, body, *rest = args
+                with torch.set_grad_enabled(enabled), self:
+                    return body(*rest)
+            if name == "wrap_with_autocast" and not kwargs:
+                device_type, dtype, enabled, cache_enabled, body, *rest = args
+                with torch.autocast(device_type, dtype=dtype, enabled=enabled,
+                                    cache_enabled=cache_enabled), self:
+                    return body(*rest)
+            raise EvalInputError(f"the model ran the higher-order operator {name}; the "
+                                 f"evaluator follows only {', '.join(_HIGHER_ORDER_OPS)}.")
+
+    return _Guard
+
+
+class GuardedForward:
+    """`ids (B, T) -> logits`, every pass run under the runtime guard."""
+
+    def __init__(self, model: Callable[[torch.Tensor], object]) -> None:
+        self.model = model
+        self.state = state_storages(model)
+
+    def __call__(self, ids: torch.Tensor) -> object:
+        protected = {**self.state, _storage_key(ids): "the input ids"}
+        with _guard_mode(protected):
+            return self.model(ids)
+
+
+@contextmanager
+def deterministic_algorithms(device: str) -> Iterator[None]:
+    """On CUDA, torch's deterministic kernels for the evaluation (warn-only: an operator
+    without one still runs, and the causality tolerance absorbs its run-to-run noise).
+    Nothing changes on CPU, whose kernels are deterministic at a fixed shape already."""
+    import warnings
+
+    import torch
+
+    if not device.startswith("cuda"):
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # stderr carries one line, ours
+            yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+
+def load_program(path: str | Path, device: str = "cpu") -> GuardedForward:
+    """The exported model as a guarded callable `ids (B, T) -> logits`; EvalInputError if
+    unusable."""
     import torch
 
     path = Path(path)
@@ -147,9 +403,12 @@ def load_program(path: str | Path, device: str = "cpu") -> Callable[[torch.Tenso
     check_graph(program.graph_module)
     check_stateless(program)
     try:
+        if device.startswith("cuda"):
+            # cuBLAS is deterministic only with a fixed workspace; read when its handle is made.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         module = program.module()
         if device != "cpu":
             module = module.to(device)
     except Exception as e:
         raise EvalInputError(f"cannot run {path} on {device} ({type(e).__name__}: {e}).") from None
-    return module
+    return GuardedForward(module)

@@ -4,9 +4,13 @@
         [--profile P] [--device cpu|cuda]          (also: labwarden evaluate ...)
 
 Steps: verify the seal groups the evaluator reads (code, tokenizer, val); load the
-exported program (no trainer Python runs, see model_io); run the probes (output contract,
-causality, batch independence); score exactly `profile.eval_tokens` target positions of
-the validation split, packed into rows exactly as training rows are packed.
+exported program (no trainer Python runs; static checks, then every pass under a runtime
+guard: see model_io); score exactly `profile.eval_tokens` target positions of the
+validation split, packed into rows exactly as training rows are packed; then check
+causality on what was scored: `profile.probe_checks` secret (row, cut) checks drawn from
+the OS's randomness, at the scoring batch sizes, compared in nats (see probes). Only the
+exported program is ever checked and scored, so a model that acts differently while being
+exported gains nothing; `evaluate_module` (in-process) is for tests and never a result.
 
 val_bpb = sum of cross-entropy in nats over targets / (ln 2 * sum of their UTF-8 bytes);
 BOS targets (0 bytes) count in neither sum, so the metric does not depend on the
@@ -15,15 +19,20 @@ vocabulary and a model cannot gain by predicting document starts.
 metrics.json, written in every case:
     status            "scored" | "rejected" | "error"
     val_bpb           float, only when scored
-    reason            "" when scored; else "seal_broken: ...", "probe_failed: causality ..."
+    reason            "" when scored; else "seal_broken: ...", "probe_failed: causality (...)"
                       or the input error
+    probes            [{"name": "causality", "passed", "checks", "failed",
+                        "max_deviation_nats", "tolerance_nats", "batch_sizes", "rows",
+                        "worst_failures": [{"row", "cut", "deviation_nats"}, ...]}]
     tokens_evaluated  target positions scored (= profile.eval_tokens when scored)
     bytes_evaluated   UTF-8 bytes those targets stand for
-    seal_hash, probes, timings (seconds, tokens_per_s), profile, device, model
+    seal_hash, timings (seconds: data_s, eval_s, probes_s, seal_s, load_s, total_s;
+                      tokens_per_s), profile, device, model
 
 Exit codes: 0 scored; 1 rejected (a probe failed or the seal is broken: the run is
 discarded with a named reason); 2 input error (missing data or model, corrupt model file,
-wrong vocabulary, non-finite logits), one line on stderr.
+wrong vocabulary, non-finite logits, a random operator, a write to the model's state),
+one line on stderr.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,13 +51,16 @@ from typing import TYPE_CHECKING, Any
 from eval_frozen import seal as _seal
 from eval_frozen import tokenizer as _tokenizer
 from eval_frozen.errors import EvalInputError
+from eval_frozen.model_io import GuardedForward, deterministic_algorithms, load_program
 from eval_frozen.packing import pack_rows
 from eval_frozen.probes import (
+    CausalityCheck,
     Forward,
-    batch_probe,
-    causality_probe,
-    consistency_probe,
+    describe_failure,
+    draw_plan,
+    probe_input,
     run_forward,
+    target_log_probs,
 )
 from eval_frozen.profiles import Profile, get_profile
 from eval_frozen.shards import iter_texts, list_shards
@@ -56,6 +69,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["EvalResult", "evaluate_file", "evaluate_module", "score", "val_rows"]
+
+IN_PROCESS = "in-process module (not a result: no seal, no export)"
 
 
 @dataclass
@@ -103,20 +118,19 @@ def val_rows(data_dir: Path, tok: _tokenizer.Tokenizer, profile: Profile) -> tor
     return torch.from_numpy(np.array(rows, dtype=np.int64))  # numpy: fast on nested lists
 
 
-def _probe_positions(profile: Profile) -> list[int]:
-    T = profile.seq_len
-    return sorted({min(T - 1, max(1, int(f * T))) for f in profile.probe_positions})
+def _batch_sizes(n_rows: int, batch_size: int) -> list[int]:
+    return [min(batch_size, n_rows - i) for i in range(0, n_rows, batch_size)]
 
 
 def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "cpu",
           tok: _tokenizer.Tokenizer | None = None) -> EvalResult:
-    """Probes, then val_bpb, for any callable `ids (B, T) -> logits (B, T, V)`.
+    """val_bpb, then the causality check on what was scored, for `ids (B, T) -> logits (B, T, V)`.
 
     Shared by the exported-file path and the in-process path, so they differ only in how
     the model was loaded. Raises EvalInputError on bad input.
     """
+    import numpy as np
     import torch
-    import torch.nn.functional as F
 
     tok = tok or _tokenizer.load(Path(data_dir) / "tokenizer")
     if tok.vocab_size != profile.vocab_size:
@@ -128,47 +142,46 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
     rows = val_rows(data_dir, tok, profile)
     result.timings["data_s"] = time.perf_counter() - t0
 
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        n_probe = max(2, profile.probe_rows)
-        probe_x = rows[:n_probe, :-1].to(device)
-        reference = run_forward(forward, probe_x, V)
-        result.probes.append(causality_probe(
-            forward, probe_x, _probe_positions(profile), vocab_size=V, bos_id=tok.bos_id,
-            tolerance=profile.probe_tolerance, base=reference))
-        result.probes.append(batch_probe(
-            forward, rows[: max(4, n_probe), :-1].to(device), vocab_size=V, bos_id=tok.bos_id,
-            tolerance=profile.probe_tolerance))
-        result.timings["probes_s"] = time.perf_counter() - t0
-        failed = [p for p in result.probes if not p["passed"]]
-        if failed:
-            result.status = "rejected"
-            result.reason = "probe_failed: " + ", ".join(p["name"] for p in failed) + " (" + \
-                "; ".join(_probe_detail(p) for p in failed) + ")"
-            return result
+    # Drawn here, from the OS, for this run only; the model sees none of it until the
+    # probe passes, which come after every scoring pass.
+    rng = np.random.default_rng(secrets.randbits(128))
+    sizes = _batch_sizes(rows.shape[0], profile.eval_batch_size)
+    plan = draw_plan(sizes, profile.seq_len, profile.probe_checks, rng)
+    check = CausalityCheck(plan, profile.probe_tolerance)
 
+    with torch.no_grad(), deterministic_algorithms(device):
         t0 = time.perf_counter()
         token_bytes = tok.token_bytes_tensor(device)
         nats = torch.zeros((), dtype=torch.float64, device=device)
         nbytes = torch.zeros((), dtype=torch.int64, device=device)
-        B = profile.eval_batch_size
-        for i in range(0, rows.shape[0], B):
-            batch = rows[i : i + B].to(device)
+        first = 0
+        for size in sizes:
+            batch = rows[first : first + size].to(device)
             x, y = batch[:, :-1], batch[:, 1:]
             logits = run_forward(forward, x, V)
-            if i == 0:
-                # The probes ran on small batches; the score on big ones. A model that acts
-                # differently by batch size (causal only when probed) shows it here.
-                result.probes.append(consistency_probe(
-                    reference, logits[:n_probe], tolerance=profile.probe_tolerance))
-            ce = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1), reduction="none")
-            b = token_bytes[y.reshape(-1)]
-            nats += (ce.double() * (b > 0)).sum()
+            lp = target_log_probs(logits, y)
+            b = token_bytes[y]
+            nats -= (lp * (b > 0)).sum()  # BOS targets have 0 bytes and count nowhere
             nbytes += b.sum()
+            check.record(first, logits, lp)
+            first += size
         elapsed = time.perf_counter() - t0
-    if not result.probes[-1]["passed"]:
+
+        t0 = time.perf_counter()
+        inputs = rows[:, :-1]
+        for pb in plan:
+            x = probe_input(inputs, pb, vocab_size=V, bos_id=tok.bos_id, rng=rng).to(device)
+            y = rows[list(pb.rows), 1:].to(device)
+            logits = run_forward(forward, x, V)
+            check.compare(pb, logits, target_log_probs(logits, y))
+        result.timings["probes_s"] = time.perf_counter() - t0
+    result.probes.append(check.result())
+    result.timings["eval_s"] = elapsed
+    failed = [p for p in result.probes if not p["passed"]]
+    if failed:
         result.status = "rejected"
-        result.reason = f"probe_failed: batch_consistency ({_probe_detail(result.probes[-1])})"
+        result.reason = "probe_failed: " + ", ".join(p["name"] for p in failed) + " (" + \
+            "; ".join(describe_failure(p) for p in failed) + ")"
         return result
     total_bytes = int(nbytes)
     if total_bytes == 0:
@@ -176,32 +189,24 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
     result.val_bpb = float(nats) / (math.log(2) * total_bytes)
     result.tokens_evaluated = rows.shape[0] * profile.seq_len
     result.bytes_evaluated = total_bytes
-    result.timings["eval_s"] = elapsed
     result.timings["tokens_per_s"] = result.tokens_evaluated / max(elapsed, 1e-9)
     return result
-
-
-def _probe_detail(p: dict) -> str:
-    if p["name"] == "batch_consistency":
-        return (f"logits of the same rows moved by {p['max_change']:.3g} between batch sizes "
-                f"{p['batch_sizes'][0]} and {p['batch_sizes'][1]}")
-    if p["name"] == "causality":
-        bad = [r for r in p["positions"] if not r["ok"]]
-        return (f"changing token {bad[0]['j']} moved earlier logits by "
-                f"{bad[0]['max_change_before_j']:.3g} > {p['tolerance']:.3g}")
-    return f"changing one row moved other rows by {p['max_change_other_rows']:.3g}"
 
 
 def evaluate_module(model: Any, data_dir: str | Path, profile: str | Profile = "tiny",
                     device: str = "cpu") -> EvalResult:
     """Score an in-process model (an `nn.Module` or any callable) with the evaluator's code.
 
-    For tests and debugging: no seal check and no export, so its number is not a result.
+    For tests and debugging only, never a result: no seal check, no export, no static graph
+    checks (Python state is invisible here; the runtime guard still runs). Its `model` field
+    says so; only `evaluate_file` (the command) scores what the trainer exported.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     if hasattr(model, "eval"):
         model.eval()
-    return score(model, Path(data_dir), prof, device=device)
+    result = score(GuardedForward(model), Path(data_dir), prof, device=device)
+    result.model = IN_PROCESS
+    return result
 
 
 def _resolve_profile(name: str | None, data_dir: Path) -> Profile:
@@ -218,8 +223,6 @@ def evaluate_file(model_path: str | Path, data_dir: str | Path, profile: str | N
 
     Returns a result for scored and rejected runs; raises EvalInputError on bad input.
     """
-    from eval_frozen.model_io import load_program
-
     data_dir = Path(data_dir)
     t_start = time.perf_counter()
     if not data_dir.is_dir():

@@ -38,9 +38,11 @@ def test_causal_model_is_scored_and_matches_in_process(tiny_workspace, exported,
     assert m["bytes_evaluated"] > m["tokens_evaluated"]  # BPE tokens hold > 1 byte on average
     seal = json.loads((data_dir_of(tiny_workspace) / "seal.json").read_text())
     assert m["seal_hash"] == seal["seal_hash"]
-    assert all(p["passed"] for p in m["probes"])
-    assert {p["name"] for p in m["probes"]} == {"causality", "batch_independence",
-                                                "batch_consistency"}
+    (probe,) = m["probes"]
+    assert probe["name"] == "causality" and probe["passed"] and probe["failed"] == 0
+    assert probe["checks"] >= 512 and probe["batch_sizes"] == [32]
+    assert probe["max_deviation_nats"] <= probe["tolerance_nats"] == 1e-3
+    assert probe["worst_failures"] == []  # no position is ever listed for a passing run
     assert m["profile"] == "tiny" and m["timings"]["tokens_per_s"] > 0
     # An untrained model is near a uniform guess: log2(V) bits per token spread over bytes.
     uniform_bpb = math.log2(VOCAB) * m["tokens_evaluated"] / m["bytes_evaluated"]
@@ -56,22 +58,26 @@ def test_non_causal_model_fails_the_probe(tiny_workspace, exported, tmp_path):
     assert _main(tiny_workspace, exported["noncausal"], out) == 1
     m = _metrics(out)
     assert m["status"] == "rejected" and m["val_bpb"] is None
-    assert m["reason"].startswith("probe_failed: causality")
-    causality = next(p for p in m["probes"] if p["name"] == "causality")
+    assert m["reason"].startswith("probe_failed: causality (")
+    (causality,) = m["probes"]
     assert not causality["passed"]
-    assert all(r["max_change_before_j"] > causality["tolerance"] for r in causality["positions"])
+    # Attention without a mask reads the future at almost every position.
+    assert causality["failed"] > 0.9 * causality["checks"]
+    assert causality["max_deviation_nats"] > causality["tolerance_nats"]
+    assert len(causality["worst_failures"]) == 5
 
 
-def test_batch_mixing_model_fails_the_batch_probe(tiny_workspace, exported, tmp_path, capsys):
+def test_batch_mixing_model_fails_the_causality_check(tiny_workspace, exported, tmp_path):
+    # Each row sees the batch mean: in a probe batch its neighbours differ from scoring.
     out = tmp_path / "metrics.json"
     assert _main(tiny_workspace, exported["batchmix"], out) == 1
     m = _metrics(out)
-    assert m["status"] == "rejected" and "batch_independence" in m["reason"]
+    assert m["status"] == "rejected" and m["reason"].startswith("probe_failed: causality (")
     assert m["val_bpb"] is None
 
 
 @pytest.mark.parametrize("case, message", [
-    ("wrong_vocab", "logits of shape (2, 128, 1000), expected (2, 128, 1024)"),
+    ("wrong_vocab", "logits of shape (32, 128, 1000), expected (32, 128, 1024)"),
     ("nan", "non-finite logits"),
 ])
 def test_bad_models_exit_2_with_one_line(tiny_workspace, exported, tmp_path, capsys, case,
@@ -151,7 +157,10 @@ def test_missing_validation_data_exits_2(workspace_copy, exported, tmp_path, cap
 def test_tampered_evaluator_code_is_refused(workspace_copy, exported, tmp_path):
     probes = workspace_copy / "eval_frozen" / "probes.py"
     # The cheat an agent would want: every probe passes.
-    probes.write_text(probes.read_text().replace('"passed": all(', '"passed": True or all('))
+    text = probes.read_text()
+    tampered = text.replace('"passed": self.checks > 0', '"passed": True or self.checks > 0')
+    assert tampered != text
+    probes.write_text(tampered)
     out = tmp_path / "metrics.json"
     proc = run_evaluator(workspace_copy, exported["noncausal"], out)
     assert proc.returncode == 1
@@ -217,18 +226,18 @@ def test_pickle_payload_in_model_file_never_runs(exported, tmp_path):
     assert not marker.exists()
 
 
-def test_model_causal_only_at_probe_batch_sizes_is_rejected(tiny_workspace):
+def test_model_causal_only_at_the_old_probe_batch_sizes_is_rejected(tiny_workspace):
     causal, leaky = TinyAttention(), TinyAttention(mode="noncausal")
     leaky.load_state_dict(causal.state_dict())
 
-    def sly(ids):  # causal when probed (small batches), reads the future when scored
+    def sly(ids):  # causal in small batches (the old probes), reads the future when scored
         return (leaky if ids.shape[0] > 8 else causal)(ids)
 
     result = evaluate.evaluate_module(sly, data_dir_of(tiny_workspace), "tiny")
     assert result.status == "rejected" and result.val_bpb is None
-    assert result.reason.startswith("probe_failed: batch_consistency")
-    assert {p["name"]: p["passed"] for p in result.probes} == {
-        "causality": True, "batch_independence": True, "batch_consistency": False}
+    assert result.reason.startswith("probe_failed: causality (")
+    assert [(p["name"], p["passed"]) for p in result.probes] == [("causality", False)]
+    assert result.model.startswith("in-process")  # never a result, even when scored
 
 
 def test_evaluator_needs_no_train_split(workspace_copy, exported, tmp_path):

@@ -23,7 +23,9 @@ metrics.json, written in every case:
                       or the input error
     probes            [{"name": "causality", "passed", "checks", "failed",
                         "max_deviation_nats", "tolerance_nats", "batch_sizes", "rows",
-                        "worst_failures": [{"row", "cut", "deviation_nats"}, ...]}]
+                        "worst_failures": [{"row", "cut", "deviation_nats"}, ...],
+                        "nondeterministic_kernels": CUDA operators that ran without a
+                        deterministic kernel (always [] on CPU)}]
     tokens_evaluated  target positions scored (= profile.eval_tokens when scored)
     bytes_evaluated   UTF-8 bytes those targets stand for
     seal_hash, timings (seconds: data_s, eval_s, probes_s, seal_s, load_s, total_s;
@@ -149,7 +151,7 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
     plan = draw_plan(sizes, profile.seq_len, profile.probe_checks, rng)
     check = CausalityCheck(plan, profile.probe_tolerance)
 
-    with torch.no_grad(), deterministic_algorithms(device):
+    with torch.no_grad(), deterministic_algorithms(device) as nondeterministic:
         t0 = time.perf_counter()
         token_bytes = tok.token_bytes_tensor(device)
         nats = torch.zeros((), dtype=torch.float64, device=device)
@@ -175,7 +177,7 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
             logits = run_forward(forward, x, V)
             check.compare(pb, logits, target_log_probs(logits, y))
         result.timings["probes_s"] = time.perf_counter() - t0
-    result.probes.append(check.result())
+    result.probes.append({**check.result(), "nondeterministic_kernels": nondeterministic})
     result.timings["eval_s"] = elapsed
     failed = [p for p in result.probes if not p["passed"]]
     if failed:

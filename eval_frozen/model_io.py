@@ -359,24 +359,31 @@ class GuardedForward:
 
 
 @contextmanager
-def deterministic_algorithms(device: str) -> Iterator[None]:
-    """On CUDA, torch's deterministic kernels for the evaluation (warn-only: an operator
-    without one still runs, and the causality tolerance absorbs its run-to-run noise).
-    Nothing changes on CPU, whose kernels are deterministic at a fixed shape already."""
+def deterministic_algorithms(device: str) -> Iterator[list[str]]:
+    """On CUDA, torch's deterministic kernels for the evaluation. Warn-only: an operator
+    without a deterministic kernel still runs (the causality tolerance absorbs its noise),
+    and the list yielded names such operators once the block ends, so a rejection can be
+    read against them. Nothing changes on CPU, whose kernels are deterministic at a fixed
+    shape already."""
     import warnings
 
     import torch
 
+    found: list[str] = []
     if not device.startswith("cuda"):
-        yield
+        yield found
         return
     before = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # stderr carries one line, ours
-            yield
+        with warnings.catch_warnings(record=True) as caught:  # stderr carries one line, ours
+            warnings.simplefilter("always")
+            try:
+                yield found
+            finally:
+                found.extend(sorted({str(w.message).split(" does not have")[0][:120]
+                                     for w in caught if "deterministic" in str(w.message)}))
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 

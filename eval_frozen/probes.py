@@ -51,17 +51,23 @@ which is a causal predictor: a peek below the tolerance gains at most delta nats
 delta / (ln 2 * bytes per token) bits per byte (tiny: 1e-3 / (0.69 * 2.6) ~ 5.5e-4).
 
 Tolerance and honest noise. Probe batches have the scoring batches' shapes and run on the
-same device, so the same kernels run; GEMM, attention and normalisation kernels compute
-each row the same way whatever its index or its neighbours. On CPU an honest pass agrees
-bit for bit (measured: 0.0 nats for the trainer's GPT at three sizes and seeds, and for a
-variant that casts to bfloat16 inside its graph); 1e-3 nats leaves room for any reordered
-fp32 reduction (~1e-5 nats). The `gpu` profile (CUDA) allows 1e-2 nats: the evaluator
-turns on torch's deterministic algorithms (model_io) and leaves TF32 off, so differences
-between equal-shape passes can come only from kernels that have no deterministic version
-(atomics in scatter-like operators): reordered fp32 sums move log-probs by ~1e-5, and in a
-graph that computes in bfloat16 a flipped rounding (2^-8 relative) in an activation moves
-the final log-probs by well under 1e-2. The gain such a tolerance allows is at most 0.01
-nats per token (~0.003 bits per byte at ~4.5 bytes per token).
+same device, so the same kernels run on the same row data: kernel choice depends on
+shapes, dtypes and alignment (all equal here), never on values, and GEMM, attention,
+normalisation and softmax kernels compute each row the same way whatever its index or its
+neighbours. On CPU an honest pass agrees bit for bit (measured: 0.0 nats for the trainer's
+GPT at three sizes and seeds, and for variants that compute in bfloat16 inside the graph,
+by autocast or by casts); 1e-3 nats leaves room for any reordered fp32 reduction (~1e-5).
+The `gpu` profile (CUDA) allows 1e-2 nats. There the evaluator turns on torch's
+deterministic algorithms (model_io), which replace the atomics-based kernels a language
+model's forward might use (scatter_add, index_add, index_put with accumulate) by
+deterministic ones, and leaves TF32 off (a TF32 matmul would still be deterministic at
+equal shapes); cuBLAS and the fused attention kernels are deterministic at a fixed shape
+and workspace. So equal-shape honest passes agree bit for bit there too, bfloat16 graphs
+included, unless an operator without a deterministic kernel runs: the probe then lists it
+(`nondeterministic_kernels`). Such a kernel reorders fp32 sums (~1e-5 nats); one flipped
+bfloat16 rounding in an activation moves a logit by ~2^-8 of that element's contribution,
+far below 1e-2. The gain the tolerance allows is at most 0.01 nats per token (~0.003 bits
+per byte at ~4.5 bytes per token).
 """
 
 from __future__ import annotations

@@ -18,7 +18,13 @@ from ef_helpers import VOCAB, data_dir_of
 
 from eval_frozen import evaluate
 from eval_frozen.errors import EvalInputError
-from eval_frozen.model_io import GuardedForward, check_graph, load_program, random_use
+from eval_frozen.model_io import (
+    GuardedForward,
+    check_graph,
+    deterministic_algorithms,
+    load_program,
+    random_use,
+)
 from trainer.train import export_model
 
 T = 128
@@ -186,3 +192,20 @@ def test_exported_stateful_or_random_models_never_reach_scoring(tiny_workspace, 
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "aten.dropout.default (p=0.1, train=True), which draws random numbers" in proc.stderr
     assert Path(out).exists()
+
+
+def test_cuda_runs_use_deterministic_kernels_and_name_the_ones_without():
+    import warnings
+
+    # Only flags and warnings: this runs without a GPU. CPU evaluation changes nothing.
+    with deterministic_algorithms("cpu") as found:
+        assert not torch.are_deterministic_algorithms_enabled()
+    assert found == []
+    with deterministic_algorithms("cuda") as found:
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        message = ("index_add_cuda_ does not have a deterministic implementation, but you set "
+                   "'torch.use_deterministic_algorithms(True, warn_only=True)'")
+        warnings.warn(message, stacklevel=1)
+    assert found == ["index_add_cuda_"]
+    assert not torch.are_deterministic_algorithms_enabled()  # restored afterwards

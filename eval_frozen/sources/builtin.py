@@ -1,16 +1,24 @@
 """The offline source: real English prose that ships with every CPython.
 
 Two parts, both read without importing arbitrary modules:
-- `pydoc_data.topics`: the language reference topics behind `help()` (~0.5 MB),
-- the docstrings of the standard library's `.py` files (~1.7 MB), found by a regex
-  tokenizer rather than `ast`: parsing 10 MB of stdlib with `ast` takes 10-30 s on two
-  cores, the tokenizer under a second. It takes every string literal that stands alone
-  on its lines as a statement (docstrings, nearly all) and decodes it with
-  `ast.literal_eval`, so escapes are exact.
+- `pydoc_data.topics`: the language reference topics behind `help()` (~0.5 MB), which
+  make the whole validation split,
+- the docstrings of the standard library's `.py` files (~1.7 MB), which make the whole
+  training split. They are found by a regex tokenizer rather than `ast`: parsing 10 MB
+  of stdlib with `ast` takes 10-30 s on two cores, the tokenizer under a second. It
+  takes every string literal that stands alone on its lines as a statement (docstrings,
+  nearly all) and decodes it with `ast.literal_eval`, so escapes are exact.
 
-Documents are named `pydoc:<topic>` and `stdlib:<path>#<n>`. The split hashes the topic
-or the module path, so one module's docstrings all land on one side (no near-duplicate
-methods across the split) and editing one module never moves another.
+Why the split follows the files and not a hash of names: the training step runs an
+interpreter, and an interpreter carries its own docstrings wherever it goes (in `.py`,
+in `.pyc`, in `__doc__`), so a validation text drawn from them could be rebuilt by the
+trainer. `pydoc_data` is documentation data only `help()` reads: the sandbox image is
+built without it and the local backend does not show it to the training step, so the
+validation text is not readable from there (checked by the conformance suite). The
+profile's `val_fraction` does not apply here; the topics hold ~140k tokens at the
+`small` vocabulary, twice what its evaluation scores.
+
+Documents are named `pydoc:<topic>` and `stdlib:<path>#<n>`.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from eval_frozen.profiles import Profile
-from eval_frozen.sources import SourceInfo, split_of, store_splits
+from eval_frozen.sources import SourceInfo, store_splits
 
 # Folders with no prose (codec tables, tests) or read separately (pydoc_data).
 _SKIP_PARTS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "encodings",
@@ -42,6 +50,9 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )  # `other` stops before a string prefix (r, b, f, u) so the literal keeps it
 _SHARD_CHARS = 4_000_000  # one train shard and one val shard for the whole corpus
+SPLIT_RULE = "v2-topics-val"
+"""Names the split rule in the fingerprint: v1 hashed topic and module names to either side,
+so validation text came from the interpreter's own docstrings too."""
 
 
 def docstrings(source: str) -> list[str]:
@@ -87,13 +98,14 @@ def stdlib_dir() -> Path:
 
 
 def documents() -> Iterator[tuple[str, str, str]]:
-    """(split key, document name, text) in a fixed order."""
+    """(split, document name, text) in a fixed order: every topic is `val`, every
+    docstring `train`."""
     from pydoc_data.topics import topics  # a plain dict literal; importing it runs no code
 
     for topic in sorted(topics):
         text = topics[topic].strip()
         if text:
-            yield f"pydoc:{topic}", f"pydoc:{topic}", text
+            yield "val", f"pydoc:{topic}", text
     root = stdlib_dir()
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
@@ -105,26 +117,27 @@ def documents() -> Iterator[tuple[str, str, str]]:
             continue
         key = f"stdlib:{rel.as_posix()}"
         for i, doc in enumerate(docstrings(src)):
-            yield key, f"{key}#{i}", doc
+            yield "train", f"{key}#{i}", doc
 
 
 class BuiltinSource:
     spec = "builtin"
 
     def fingerprint(self) -> str:
-        # The corpus is a function of the interpreter's stdlib: its version and location.
-        return f"builtin:{sys.version}:{stdlib_dir()}"
+        # The corpus is a function of the interpreter's stdlib (its version and location)
+        # and of the split rule, whose version bump re-prepares folders made by an older one.
+        return f"builtin:{SPLIT_RULE}:{sys.version}:{stdlib_dir()}"
 
     def materialize(self, data_dir: Path, profile: Profile,
                     log: Callable[[str], None]) -> SourceInfo:
         splits: dict[str, list[tuple[str, str]]] = {"train": [], "val": []}
-        for key, name, text in documents():
-            splits[split_of(key, profile.val_fraction)].append((name, text))
+        for split, name, text in documents():
+            splits[split].append((name, text))
         for docs in splits.values():
             # Order by a hash of the name: neighbours in a batch come from unrelated modules.
             docs.sort(key=lambda d: hashlib.sha256(d[0].encode()).digest())
         info = store_splits(self.spec, data_dir, splits, _SHARD_CHARS,
-                            {"python": sys.version.split()[0]})
+                            {"python": sys.version.split()[0], "split_rule": SPLIT_RULE})
         log(f"builtin: {info.train_docs} train docs ({info.train_chars} chars), "
             f"{info.val_docs} val docs ({info.val_chars} chars), Python {info.details['python']}")
         return info

@@ -1,9 +1,11 @@
-"""Data sources: the built-in corpus is real, deterministic and split disjointly; local folders."""
+"""Data sources: the built-in corpus is real, deterministic and split disjointly (validation
+from the help() topics only, training from the docstrings); local folders."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +16,7 @@ from eval_frozen.prepare import prepare
 from eval_frozen.profiles import get_profile
 from eval_frozen.shards import list_shards
 from eval_frozen.sources import parse_source, split_of
-from eval_frozen.sources.builtin import BuiltinSource, docstrings
+from eval_frozen.sources.builtin import SPLIT_RULE, BuiltinSource, docstrings
 
 
 def _docs(split_dir):
@@ -48,21 +50,38 @@ def test_builtin_split_is_disjoint_and_matches_recorded_hash(tiny_workspace):
     data = data_dir_of(tiny_workspace)
     train_names, train_texts = _docs(data / "train")
     val_names, val_texts = _docs(data / "val")
-    assert len(train_names) > 5000 and len(val_names) > 300
+    assert len(train_names) > 5000 and len(val_names) > 50
     assert not set(train_names) & set(val_names)
-    # The split key (topic or module) never straddles the split.
-    key = lambda n: n.split("#")[0]  # noqa: E731
-    assert not {key(n) for n in train_names} & {key(n) for n in val_names}
-    assert all(split_of(key(n), 0.1) == "val" for n in val_names)
+    # Validation is the help() topics, every one of them; training the stdlib's docstrings.
+    from pydoc_data.topics import topics
+
+    assert sorted(val_names) == sorted(f"pydoc:{t}" for t in topics if topics[t].strip())
+    assert all(n.startswith("stdlib:") for n in train_names)
+    assert not set(val_texts) & set(train_texts)
     # Real English prose, not generated strings.
-    assert any("The \"if\" statement is used for conditional execution" in t for t in
-               train_texts + val_texts)
+    assert any("The \"if\" statement is used for conditional execution" in t for t in val_texts)
     meta = json.loads((data / "source.json").read_text())
+    assert meta["source"]["details"]["split_rule"] == SPLIT_RULE
     for split, names, texts in (("train", train_names, train_texts), ("val", val_names, val_texts)):
         h = hashlib.sha256()
         for n, t in zip(names, texts, strict=True):
             h.update(n.encode() + b"\0" + t.encode() + b"\0")
         assert h.hexdigest() == meta["source"]["details"]["text_sha256"][split]
+
+
+def test_builtin_fingerprint_names_the_split_rule():
+    # A folder prepared by the old rule (topics and modules hashed to either side) has
+    # another fingerprint, so prepare redoes it instead of calling it up to date.
+    fp = BuiltinSource().fingerprint()
+    assert fp.startswith(f"builtin:{SPLIT_RULE}:") and sys.version in fp
+
+
+def test_builtin_validation_holds_the_small_profiles_evaluation(tmp_path):
+    # The largest CPU profile scores 64k tokens: the topics alone must hold them.
+    small = get_profile("small")
+    meta = prepare(small, tmp_path / "small", "builtin", log=lambda _: None)
+    assert meta["val_rows"] >= small.eval_rows
+    assert meta["val_tokens"] > 1.5 * small.eval_tokens
 
 
 def test_builtin_is_deterministic(tiny_workspace, tmp_path):

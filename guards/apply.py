@@ -93,7 +93,8 @@ def _find(
     expected = max(expected, floor)
     limit = max(len(lines), expected) + 1
     for offset in range(limit):
-        for pos in (expected - offset, expected + offset) if offset else (expected,):
+        # git tries the line after before the line before (apply.c find_pos)
+        for pos in (expected + offset, expected - offset) if offset else (expected,):
             if fits(pos):
                 return pos
     return None

@@ -139,6 +139,8 @@ class CheckContext:
         self.patch = patch
         self.files = files
         self._cache: dict[tuple[str, str], list[Hit]] = {}
+        self.memo: dict[tuple[object, ...], object] = {}
+        """Per-check results rules share (one rule's file-wide facts read by another)."""
         self.fingerprint = repr((settings, config.root, config.editable, config.frozen,
                                  config.hidden, config.state_dir, config.metric))
 

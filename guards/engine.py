@@ -1,9 +1,11 @@
 """`check_patch`: parse, apply in memory, run every active rule, decide, record.
 
 Order matters for safety: paths are validated before any workspace file is read, so a
-patch naming `../../etc/passwd` is judged without touching it; files are applied with
-`git apply --check` semantics before AST rules run; a rule that raises, or a plugin that
-failed to load, is a `guards.error` finding that blocks.
+patch naming `../../etc/passwd` is judged without touching it; the files are then applied
+twice, in memory (which maps hunks to lines) and by real `git apply` in a scratch folder
+(what the sandbox runs), and rules analyse what git wrote, decoded as the interpreter
+will decode it; any difference between the two blocks. A rule that raises, or a plugin
+that failed to load, is a `guards.error` finding that blocks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import TYPE_CHECKING
 from guards.apply import ApplyError, apply_file
 from guards.context import CheckContext, FileState
 from guards.findings import SEVERITIES, AttemptMeta, Finding, GuardReport
-from guards.patch import Patch, PatchError, parse_patch
+from guards.gitapply import git_apply
+from guards.patch import FileChange, Patch, PatchError, parse_patch
 from guards.registry import (
     BUILTIN_SPEC,
     ENTRY_POINT_GROUP,
@@ -24,6 +27,7 @@ from guards.registry import (
 )
 from guards.rules.paths import safe_paths
 from guards.settings import GuardSettings, load_settings
+from guards.source import decode_python
 from labwarden.config import WorkspaceConfig
 
 if TYPE_CHECKING:
@@ -34,6 +38,12 @@ CORE_RULES = {
     "patch.malformed": "The text is not a unified diff we can read (garbage, miscounted hunks).",
     "patch.does_not_apply": "The patch does not apply to the workspace as `git apply` would.",
     "patch.syntax": "A Python file would not parse after the patch, so it cannot be checked.",
+    "patch.duplicate": "Two sections for one file: git stacks them, so each alone is not "
+                       "what runs.",
+    "patch.divergent": "git apply produces a tree other than the patch shows (placement, "
+                       "parsing): the guards judge what git writes, and block the difference.",
+    "patch.encoding": "A Python file the interpreter would decode differently from the guards "
+                      "(a non-UTF-8 coding cookie, invalid UTF-8, bidi control characters).",
     "guards.error": "A rule or plugin failed to load or raised: blocked until it is fixed.",
 }
 
@@ -84,15 +94,35 @@ def _read(root: Path, rel: str | None) -> str | None:
     path = root / rel
     if not path.is_file():
         return None
-    return path.read_bytes().decode("utf-8", "surrogateescape")
+    return path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+
+
+def duplicate_paths(patch: Patch) -> set[str]:
+    """Paths named by more than one section: git stacks them, a per-section check would not."""
+    seen: dict[str, int] = {}
+    for change in patch.files:
+        for p in change.paths:
+            seen[p] = seen.get(p, 0) + 1
+    return {p for p, n in seen.items() if n > 1}
 
 
 def _prepare_files(patch: Patch, config: WorkspaceConfig) -> tuple[list[FileState],
                                                                    list[Finding]]:
+    """Each file as `git apply` leaves it, checked against the in-memory reading."""
     states, findings = [], []
-    for change in patch.files:
-        if not safe_paths(change, config.root) or change.binary:
-            continue  # reported by the path rules; never read or applied
+    dups = duplicate_paths(patch)
+    for p in sorted(dups):
+        findings.append(Finding("patch.duplicate", "block", p, 0, p,
+                                "the patch has more than one section for this file; git "
+                                "would stack them. Send one section per file."))
+    usable = [c for c in patch.files if safe_paths(c, config.root) and not c.binary
+              and not set(c.paths) & dups]
+    # git runs only when every file is one the patch may touch: anything else is blocked
+    # by the path rules already, and must never be copied out of the workspace.
+    complete = len(usable) == len(patch.files) and all(
+        config.is_editable(p) for c in usable for p in c.paths)
+    expected: list[tuple[FileChange, str | None, str | None]] = []
+    for change in usable:
         before = _read(config.root, change.old_path)
         try:
             after = apply_file(change, before)
@@ -100,7 +130,59 @@ def _prepare_files(patch: Patch, config: WorkspaceConfig) -> tuple[list[FileStat
             hint = " The patch has CRLF line endings." if patch.has_crlf else ""
             findings.append(Finding("patch.does_not_apply", "block", change.path, 0, "",
                                     f"{e}{hint}"))
+            complete = False
             continue
+        expected.append((change, before, after))
+    tree = None
+    if complete and expected:
+        paths = sorted({p for c, _, _ in expected for p in c.paths})
+        tree = git_apply(patch.text, config.root, paths)
+        if tree.missing:
+            findings.append(Finding("patch.divergent", "note", "", 0, "",
+                                    "git is not installed: the patch was applied in memory "
+                                    "only, not as the sandbox will apply it."))
+            tree = None
+        elif tree.error:
+            findings.append(Finding("patch.does_not_apply", "block", "", 0, tree.error,
+                                    f"git apply refuses the patch: {tree.error}"))
+            return states, findings
+        else:
+            made = {c.new_path for c, _, _ in expected if c.new_path}
+            made |= {c.old_path for c, _, _ in expected if c.copied and c.old_path}
+            for extra in sorted((set(tree.files) | tree.links) - made):
+                findings.append(Finding("patch.divergent", "block", extra, 0, extra,
+                                        "git apply writes this file, but the patch as read "
+                                        "does not: the guards cannot check it."))
+    for change, before, after in expected:
+        if tree is not None and after is not None:
+            data = tree.files.get(change.path)
+            mine = after.encode("utf-8", "surrogateescape")
+            if data is None:
+                findings.append(Finding("patch.divergent", "block", change.path, 0, "",
+                                        "git apply does not leave this file where the patch "
+                                        "says it goes."))
+                continue
+            if data != mine:
+                findings.append(Finding("patch.divergent", "block", change.path, 0, "",
+                                        "git apply produces different content than the patch "
+                                        "shows (hunk placement or parsing differs); resend it "
+                                        "with more context lines."))
+            if change.path.endswith((".py", ".pyi", ".pyw")):
+                text, why = decode_python(data)
+                if text is None:
+                    findings.append(Finding("patch.encoding", "block", change.path, 0, "",
+                                            f"the file {why}"))
+                    continue
+                after = text
+            else:
+                after = data.decode("utf-8", "surrogateescape")
+        elif after is not None and change.path.endswith((".py", ".pyi", ".pyw")):
+            text, why = decode_python(after.encode("utf-8", "surrogateescape"))
+            if text is None:
+                findings.append(Finding("patch.encoding", "block", change.path, 0, "",
+                                        f"the file {why}"))
+                continue
+            after = text
         state = FileState(change, before, after)
         if state.is_python and after is not None and state.analysis("after") is None:
             findings.append(Finding("patch.syntax", "block", change.path, 0, "",

@@ -13,6 +13,7 @@ import ast
 import base64
 import binascii
 import codecs
+import re
 from collections import ChainMap
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -147,10 +148,13 @@ def _eval(node: ast.AST, env: Mapping[str, Any], qual: QualFn, depth: int,
         return "".join(parts)
     if isinstance(node, ast.BinOp):
         left, right = ev(node.left), ev(node.right)
+        if isinstance(node.op, ast.Mod) and isinstance(left, str) and (
+                right is UNKNOWN or isinstance(node.right, ast.Tuple)):
+            # "%s_%s: %f" % ("val", "bpb", x) still tells us the shape of the line
+            items = [ev(e) for e in node.right.elts] if isinstance(node.right, ast.Tuple) else [
+                right]
+            return percent(left, items)
         if left is UNKNOWN or right is UNKNOWN:
-            # "val_bpb: %f" % x still tells us the shape of the line
-            if isinstance(node.op, ast.Mod) and isinstance(left, str):
-                return left
             return UNKNOWN
         if isinstance(node.op, ast.Mult):
             n = right if isinstance(right, int) else left if isinstance(left, int) else 0
@@ -163,6 +167,13 @@ def _eval(node: ast.AST, env: Mapping[str, Any], qual: QualFn, depth: int,
             return UNKNOWN
         return -v if isinstance(node.op, ast.USub) else (+v if isinstance(node.op, ast.UAdd)
                                                          else ~v)
+    if isinstance(node, ast.Dict):
+        keys = [ev(k) if k is not None else UNKNOWN for k in node.keys]
+        vals = [ev(v) for v in node.values]
+        if any(k is UNKNOWN or not isinstance(k, str | int) for k in keys) or any(
+                v is UNKNOWN for v in vals):
+            return UNKNOWN
+        return dict(zip(keys, vals, strict=True))
     if isinstance(node, ast.List | ast.Tuple | ast.Set):
         items = [ev(e) for e in node.elts]
         return UNKNOWN if any(i is UNKNOWN for i in items) else list(items)
@@ -208,6 +219,11 @@ def _call(node: ast.Call, qual: QualFn, ev: Callable[..., Any]) -> Any:
         return UNKNOWN
     args = [ev(a) for a in node.args]
     kwargs = {k.arg: ev(k.value) for k in node.keywords if k.arg}
+    if isinstance(node.func, ast.Attribute) and node.func.attr == "format" and (
+            any(a is UNKNOWN for a in args) or any(v is UNKNOWN for v in kwargs.values())):
+        fmt = ev(node.func.value)
+        if isinstance(fmt, str):  # "{}_{}: {:.4f}".format("val", "bpb", x)
+            return braces(fmt, args, kwargs)
     if any(a is UNKNOWN for a in args) or any(v is UNKNOWN for v in kwargs.values()):
         return UNKNOWN
     name = qual(node.func)
@@ -256,3 +272,53 @@ def module_constants(tree: ast.Module, qual: QualFn, env: dict[str, Any] | None 
             if value is not UNKNOWN and isinstance(value, str | bytes | int | list):
                 env[stmt.target.id] = value
     return env
+
+
+_PERCENT = re.compile(r"%(?:\(([^)]*)\))?([-#0 +]*\d*(?:\.\d+)?)([diouxXeEfFgGcrsa%])")
+_BRACE = re.compile(r"\{\{|\}\}|\{([^{}!:]*)(![rsa])?(?::([^{}]*))?\}")
+HOLE = "{…}"
+
+
+def percent(fmt: str, items: list[Any]) -> str:
+    """`fmt % items` with unknown items shown as holes (the shape of the line stays)."""
+    it = iter(items)
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(3) == "%":
+            return "%"
+        value = next(it, UNKNOWN)
+        if value is UNKNOWN:
+            return HOLE
+        try:
+            return ("%" + m.group(2) + m.group(3)) % (value,)
+        except Exception:  # a mismatched value: only the shape matters
+            return HOLE
+
+    return _PERCENT.sub(one, fmt)
+
+
+def braces(fmt: str, args: list[Any], kwargs: dict[str | None, Any]) -> str:
+    """`fmt.format(*args, **kwargs)` with unknown values shown as holes."""
+    auto = iter(range(len(args) + 1))
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) in ("{{", "}}"):
+            return m.group(0)[0]
+        field, spec = m.group(1), m.group(3) or ""
+        if field == "":
+            value = args[next(auto)] if len(args) else UNKNOWN
+        elif field.isdigit():
+            value = args[int(field)] if int(field) < len(args) else UNKNOWN
+        else:
+            value = kwargs.get(field, UNKNOWN)
+        if value is UNKNOWN:
+            return HOLE
+        try:
+            return format(value, spec)
+        except Exception:  # a mismatched value: only the shape matters
+            return HOLE
+
+    try:
+        return _BRACE.sub(one, fmt)
+    except (IndexError, StopIteration):
+        return fmt

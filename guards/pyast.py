@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import ChainMap
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from guards import fold
@@ -25,7 +26,7 @@ _MUTATORS = frozenset({
 })
 _NAMING_CALLS = frozenset({"builtins.getattr", "builtins.__import__", "importlib.import_module",
                            "builtins.vars"})
-_CONTROL = (ast.If, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Try,
+CONTROL = _CONTROL = (ast.If, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Try,
             ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.match_case)
 
 
@@ -81,6 +82,9 @@ class ChunkTree:
         self.nodes: list[ast.AST] = list(ast.walk(self.tree))
         self.imports: list[tuple[str, str, ast.AST]] = []  # (bound name, qual, node)
         self.bound: set[str] = set()
+        self.defs: set[str] = set()
+        """Names of every function and method defined in the chunk."""
+        self.classes: set[str] = set()
         self.names: set[str] = set()
         self.alias_candidates: list[tuple[str, ast.AST]] = []
         for node in self.nodes:
@@ -100,6 +104,7 @@ class ChunkTree:
                                              f"{base}.{a.name}" if base else a.name, node))
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.bound.add(node.name)
+                (self.classes if isinstance(node, ast.ClassDef) else self.defs).add(node.name)
             elif isinstance(node, ast.arg):
                 self.bound.add(node.arg)
             elif isinstance(node, ast.ExceptHandler) and node.name:
@@ -188,11 +193,12 @@ class Resolver:
                 return fn
         return self.qual(node)
 
-    def fold_str(self, node: ast.AST) -> str | None:
+    def fold_str(self, node: ast.AST, env: Mapping[str, object] | None = None) -> str | None:
         budget = self.__dict__.get("fold_budget")
         if budget is None:
             budget = self.__dict__["fold_budget"] = fold.Budget(FOLD_STEPS_PER_MODULE)
-        value = fold.evaluate(node, self.env, self._qual_for_fold, budget=budget)
+        value = fold.evaluate(node, self.env if env is None else env, self._qual_for_fold,
+                              budget=budget)
         if isinstance(value, bytes):
             return value.decode("latin-1")
         return value if isinstance(value, str) else None
@@ -209,6 +215,10 @@ class FileMaps(Resolver):
     import_quals: dict[str, list[str]]
     bound: set[str]
     env: dict[str, object]
+    defs: set[str] = field(default_factory=set)
+    """Every function and method name defined in the file."""
+    classes: set[str] = field(default_factory=set)
+    """Every class name defined in the file."""
 
     @classmethod
     def build(cls, chunks: list[ChunkTree], path: str) -> FileMaps:
@@ -219,6 +229,8 @@ class FileMaps(Resolver):
                 maps.import_quals.setdefault(name, []).append(qual)
                 maps.aliases.setdefault(name, qual)
             maps.bound |= ch.bound
+            maps.defs |= ch.defs
+            maps.classes |= ch.classes
         maps.bound |= set(maps.aliases)
         for ch in chunks:
             if ch.has_top_assign:
@@ -245,8 +257,8 @@ class FileMaps(Resolver):
             fp = memo.get(n)
             if fp is None:
                 env = self.env.get(n)
-                fp = memo[n] = (n, self.aliases.get(n), n in self.bound,
-                                tuple(self.import_quals.get(n, ())),
+                fp = memo[n] = (n, self.aliases.get(n), n in self.bound, n in self.defs,
+                                n in self.classes, tuple(self.import_quals.get(n, ())),
                                 None if env is None else hash(repr(env)))
             out.append(fp)
         return tuple(out)
@@ -275,6 +287,8 @@ class PyModule(Resolver):
         self.import_quals = maps.import_quals
         self.bound = maps.bound
         self.env = maps.env
+        self.defs = maps.defs
+        self.classes = maps.classes
         self.fingerprint = maps.fingerprint(chunk.sorted_names)
         self.identity = (self.source, self.fingerprint)
 
@@ -401,6 +415,7 @@ class PyModule(Resolver):
         for node in self.nodes:
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
                 skip.add(id(node.value))
+        envs = self._local_envs()
         for node in self.nodes:
             if id(node) in skip:
                 continue
@@ -410,12 +425,78 @@ class PyModule(Resolver):
                     continue  # the f-string as a whole is reported
                 v = node.value
                 out.append(StringValue(v.decode("latin-1") if isinstance(v, bytes) else v, node))
-            elif isinstance(node, ast.JoinedStr | ast.BinOp | ast.Call | ast.Subscript):
-                if not isinstance(node, ast.JoinedStr) and not self._may_fold(node):
+            elif isinstance(node, ast.JoinedStr | ast.BinOp | ast.Call | ast.Subscript | ast.Name):
+                env = envs.get(id(node))
+                if isinstance(node, ast.Name):
+                    if env is None or not isinstance(node.ctx, ast.Load) or node.id in self.env:
+                        continue  # module constants are reported where they are built
+                    v = self.fold_str(node, env)
+                    if v is not None and node.id not in self.env:
+                        out.append(StringValue(v, node))
                     continue
-                v = self.fold_str(node)
+                if isinstance(node, ast.Call) and self.qual(node.func) == "builtins.print":
+                    printed = self._printed(node, env)
+                    if printed is not None:
+                        out.append(StringValue(printed, node))
+                if not isinstance(node, ast.JoinedStr) and not self._may_fold(node) and (
+                        env is None):
+                    continue
+                v = self.fold_str(node, env)
                 if v is not None:
                     out.append(StringValue(v, node))
+        return out
+
+    def _printed(self, call: ast.Call, env: Mapping[str, object] | None) -> str | None:
+        """The line a print() call writes, unknown parts as holes (None if all unknown)."""
+        sep = " "
+        for k in call.keywords:
+            if k.arg == "sep":
+                sep = self.fold_str(k.value, env) or ""
+        parts: list[str] = []
+        known = False
+        for a in call.args:
+            target = a.value if isinstance(a, ast.Starred) else a
+            value = fold.evaluate(target, self.env if env is None else env,
+                                  self._qual_for_fold)
+            if isinstance(a, ast.Starred) and isinstance(value, list | tuple):
+                parts.extend(str(x) for x in value)
+                known = True
+            elif isinstance(value, str | int | float):
+                parts.append(str(value))
+                known = True
+            else:
+                parts.append(fold.HOLE)
+        return sep.join(parts) if known and len(parts) > 1 else None
+
+    def _local_envs(self) -> dict[int, Mapping[str, object]]:
+        """Per node inside a function: module constants plus the function's own
+        single-assignment string constants (`k = "val" + "_bpb"` then `f"{k}"`)."""
+        out: dict[int, Mapping[str, object]] = {}
+        for fn in self.nodes:
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue
+            counts: dict[str, int] = {}
+            assigns: list[ast.Assign] = []
+            for n in ast.walk(fn):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del):
+                    counts[n.id] = counts.get(n.id, 0) + 1
+                elif isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(
+                        n.targets[0], ast.Name) and _has_const(n.value):
+                    assigns.append(n)
+            if not assigns:
+                continue
+            local: dict[str, object] = {}
+            env = ChainMap(local, self.env)
+            for n in sorted(assigns, key=lambda a: (a.lineno, a.col_offset)):
+                name = n.targets[0].id  # type: ignore[attr-defined]
+                if counts.get(name) != 1:
+                    continue
+                value = fold.evaluate(n.value, env, self._qual_for_fold)
+                if value is not fold.UNKNOWN and isinstance(value, str | bytes | list | dict):
+                    local[name] = value
+            if local:
+                for n in ast.walk(fn):
+                    out[id(n)] = env
         return out
 
     def _may_fold(self, node: ast.AST) -> bool:

@@ -43,6 +43,13 @@ class GuardSettings:
     metric_files: tuple[str, ...] = ("metrics.json",)
     new_files: tuple[str, ...] | None = None
     """Globs where patches may create files; None means anywhere editable."""
+    allowed_imports: tuple[str, ...] = ()
+    """Modules (or `prefix.*` globs) patches may import beyond the built-in allow-list."""
+    allowed_attributes: tuple[str, ...] = ()
+    """Dotted names (globs) usable beyond the built-in lists: `os.listdir`, `torch._foo`.
+    They count as ordinary names, never as protected objects."""
+    data_calls: tuple[str, ...] = ("*.train_batches", "*.make_dataloader")
+    """Calls that create the training data iterator (consumed only inside the budget loop)."""
     max_patch_bytes: int = 256 * 1024
     max_files: int = 20
     max_changed_lines: int = 3000
@@ -80,7 +87,7 @@ _KNOWN = {
     "protected_functions", "budget_env", "budget_names", "protected_env", "val_splits",
     "forbidden_strings", "metric_names", "metric_files", "new_files", "max_patch_bytes",
     "max_files", "max_changed_lines", "plugins", "autoload_plugins", "rules_file", "rules",
-    "disable", "severity",
+    "disable", "severity", "allowed_imports", "allowed_attributes", "data_calls",
 }
 
 
@@ -137,6 +144,9 @@ def load_settings(config: WorkspaceConfig) -> GuardSettings:
         metric_names=_strs(table, "metric_names", where, (config.metric,)),
         metric_files=_strs(table, "metric_files", where, d.metric_files),
         new_files=None if new_files is None else _strs(table, "new_files", where, ()),
+        allowed_imports=_strs(table, "allowed_imports", where, ()),
+        allowed_attributes=_strs(table, "allowed_attributes", where, ()),
+        data_calls=_strs(table, "data_calls", where, d.data_calls),
         max_patch_bytes=_int(table, "max_patch_bytes", where, d.max_patch_bytes),
         max_files=_int(table, "max_files", where, d.max_files),
         max_changed_lines=_int(table, "max_changed_lines", where, d.max_changed_lines),

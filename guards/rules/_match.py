@@ -24,3 +24,11 @@ def first_match(qual: str, patterns: tuple[str, ...]) -> str | None:
 
 def under(qual: str, module: str) -> bool:
     return qual == module or qual.startswith(module + ".")
+
+
+@lru_cache(maxsize=65536)
+def listed(name: str, patterns: tuple[str, ...]) -> bool:
+    """Allow-list matching: an exact entry, or a glob (`torch.optim.*`); no prefixes, so
+    listing `torch` does not list `torch.compiler`."""
+    return any(name == p or (("*" in p or "?" in p) and fnmatch.fnmatchcase(name, p))
+               for p in patterns)

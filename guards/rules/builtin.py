@@ -7,9 +7,11 @@ from guards.rules.deps import DependencyRule
 from guards.rules.dynamic import ComputedAttrRule, DynamicCodeRule
 from guards.rules.escapes import EnvRule, LoadRule, NetworkRule, ProcessRule
 from guards.rules.evaluator import ExportRule, FrozenImportRule, FrozenPathStringRule, TamperRule
+from guards.rules.files import FilesRule
 from guards.rules.introspection import GlobalsWriteRule, IntrospectionRule
 from guards.rules.leakage import ValidationLeakRule
 from guards.rules.metric import MetricSpoofRule
+from guards.rules.model import RULES as MODEL_RULES
 from guards.rules.paths import (
     BinaryRule,
     DeletedFileRule,
@@ -17,16 +19,21 @@ from guards.rules.paths import (
     ModeRule,
     NewFileRule,
     ProtectedPathRule,
+    ShadowRule,
     SizeRule,
     SymlinkRule,
 )
+from guards.rules.reach import RULES as REACH_RULES
 from guards.rules.seed import SeedFishingRule
 from guards.rules.timing import BudgetRule, SignalRule, TimerRule
+from guards.rules.training import OutsideLoopRule
 
 RULES: list[type[Rule]] = [
     InvalidPathRule, ProtectedPathRule, NewFileRule, BinaryRule, SymlinkRule, ModeRule,
-    DeletedFileRule, SizeRule, FrozenImportRule, TamperRule, ExportRule, FrozenPathStringRule,
+    DeletedFileRule, SizeRule, ShadowRule, FrozenImportRule, TamperRule, ExportRule,
+    FrozenPathStringRule,
     TimerRule, SignalRule, BudgetRule, ValidationLeakRule, IntrospectionRule, GlobalsWriteRule,
     DynamicCodeRule, ComputedAttrRule, ProcessRule, NetworkRule, LoadRule, EnvRule,
-    MetricSpoofRule, SeedFishingRule, DependencyRule,
+    MetricSpoofRule, SeedFishingRule, DependencyRule, *REACH_RULES,
+    OutsideLoopRule, *MODEL_RULES, FilesRule,
 ]

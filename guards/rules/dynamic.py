@@ -20,7 +20,11 @@ DYNAMIC = (
     "builtins.execfile", "importlib", "imp", "pkgutil", "zipimport", "runpy", "marshal",
     "codeop", "types.CodeType", "types.FunctionType", "types.ModuleType", "types.LambdaType",
     "pydoc.locate", "torch.utils.cpp_extension", "torch.jit.CompilationUnit", "cffi",
-    "builtins.__build_class__", "sys.setrecursionlimit.__self__",
+    "builtins.__build_class__", "sys.setrecursionlimit.__self__", "builtins.help",
+    "builtins.license", "builtins.credits", "builtins.copyright", "pydoc", "pydoc_data",
+    "linecache", "sysconfig", "site", "numpy.info", "numpy.source", "numpy.lookfor",
+    "numpy.lib.utils", "torch.jit", "torch.fx", "torch.library", "torch.ops.load_library",
+    "torch.classes.load_library", "torch._C",
 )
 SENSITIVE = ("builtins", "os", "sys", "time", "datetime", "signal", "subprocess", "importlib",
              "gc", "inspect", "ctypes", "socket", "shutil", "pickle", "marshal", "types", "io",
@@ -57,8 +61,8 @@ class DynamicCodeRule(AstRule):
 
 class ComputedAttrRule(AstRule):
     id = "dynamic.getattr"
-    description = ("getattr/setattr/delattr with names computed at run time: blocked on modules, "
-                   "sent to review elsewhere.")
+    description = ("getattr/setattr/delattr with names computed at run time: blocked, except "
+                   "reads of plain objects by names drawn from a literal list (review).")
 
     def scan(self, mod: PyModule, ctx: CheckContext) -> list[Hit]:
         out = []
@@ -69,10 +73,34 @@ class ComputedAttrRule(AstRule):
                 continue  # a constant name is an ordinary attribute access; other rules see it
             target = mod.qual(call.args[0])
             s = ctx.settings
-            sensitive = target is not None and (
-                q != "builtins.getattr" and q != "builtins.hasattr"
-                or first_match(target, (*SENSITIVE, *s.frozen_modules, *s.public_api)))
+            names = _literal_loop_names(mod, call.args[1])
+            reading = q in ("builtins.getattr", "builtins.hasattr")
+            sensitive = not reading or names is None or (
+                target is not None and first_match(
+                    target, (*SENSITIVE, *s.frozen_modules, *s.public_api)) is not None) or any(
+                n.startswith("_") or n in ("step", "backward") for n in names)
             out.append(hit(mod, call, f"{q.split('.')[-1]} with a computed name on "
-                           f"{target or ast.unparse(call.args[0])}.", "computed",
-                           severity=None if sensitive else "review"))
+                           f"{target or ast.unparse(call.args[0])}"
+                           + ("" if names is None else f" (one of {', '.join(names)})") + ".",
+                           "computed", severity=None if sensitive else "review"))
         return out
+
+
+def _literal_loop_names(mod: PyModule, node: ast.AST) -> list[str] | None:
+    """The values a loop variable takes when it iterates a literal list of strings."""
+    if not isinstance(node, ast.Name):
+        return None
+    cur = mod.parents.get(node)
+    while cur is not None:
+        loops = [cur] if isinstance(cur, ast.For) else list(cur.generators) if isinstance(
+            cur, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) else []
+        loop = next((g for g in loops if isinstance(g.target, ast.Name)
+                     and g.target.id == node.id), None)
+        if loop is not None:
+            it = loop.iter
+            if isinstance(it, ast.Tuple | ast.List | ast.Set) and all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in it.elts):
+                return [e.value for e in it.elts]  # type: ignore[attr-defined]
+            return None
+        cur = mod.parents.get(cur)
+    return None

@@ -123,7 +123,7 @@ class EnvRule(AstRule):
         protected = (*SENSITIVE_ENV, *ctx.settings.protected_env, *ctx.settings.budget_env)
         out = []
         for st in mod.stores:
-            if st.qual == "os.environ":
+            if st.qual in ("os.environ", "os.environb"):
                 key = st.key or "?"
                 sensitive = st.key is None or any(fnmatch.fnmatchcase(key, g) for g in protected)
                 out.append(hit(mod, st.node, f"writes os.environ[{key!r}].", "env", key,

@@ -26,6 +26,21 @@ def metric_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 
+_COMMON = frozenset({"val", "valid", "validation", "test", "train", "loss", "acc", "accuracy",
+                     "score", "error", "err", "eval", "metric", "avg", "mean", "total", "final",
+                     "best", "top", "per", "rate"})
+
+
+def distinctive(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Tokens of the metric names no honest log line needs (`bpb` of `val_bpb`)."""
+    out = []
+    for name in names:
+        for tok in re.split(r"[_\-\s]+", name.lower()):
+            if len(tok) >= 3 and tok not in _COMMON:
+                out.append(tok)
+    return tuple(dict.fromkeys(out))
+
+
 class MetricSpoofRule(AstRule):
     id = "metric.spoof"
     description = ("Printing or writing lines shaped like the evaluator's metric (val_bpb), "
@@ -36,10 +51,16 @@ class MetricSpoofRule(AstRule):
         rx = metric_pattern(s.metric_names)
         out = []
         files = {f.lower() for f in s.metric_files}
+        tokens = distinctive(s.metric_names)
         for sv in mod.strings:
+            low = sv.value.lower()
             if rx is not None and rx.search(sv.value):
                 out.append(hit(mod, sv.node, f"the string {sv.value[:60]!r} is shaped like the "
                                "evaluator's metric.", "string", sv.value))
+            elif any(t in low for t in tokens):
+                out.append(hit(mod, sv.node, f"the string {sv.value[:60]!r} names the metric "
+                               f"({', '.join(t for t in tokens if t in low)}): only the "
+                               "evaluator reports it.", "token", sv.value))
             elif files and PurePosixPath(sv.value.strip()).name.lower() in files:
                 out.append(hit(mod, sv.node, f"names the evaluator's output file {sv.value!r}.",
                                "file", sv.value))

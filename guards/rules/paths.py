@@ -189,3 +189,71 @@ class SizeRule(Rule):
             out.append(self.finding("", 0, f"{changed} changed lines",
                                     f"patch changes more than {s.max_changed_lines} lines."))
         return out
+
+
+_IMPORTABLE = (".py", ".pyc", ".pyw", ".pyi", ".so", ".pyd")
+_STARTUP = frozenset({"sitecustomize", "usercustomize", "__pycache__", "__main__"})
+
+
+def entry_module(command: tuple[str, ...]) -> str | None:
+    """The module the train command runs: `python -m trainer.train` -> trainer.train,
+    `uv run train.py` -> train."""
+    for i, arg in enumerate(command):
+        if arg == "-m" and i + 1 < len(command):
+            return command[i + 1]
+        if arg.endswith(".py") and not arg.startswith("-"):
+            return arg.removesuffix(".py").replace("/", ".").lstrip(".")
+    return None
+
+
+def shadow_problem(rel: str, root: Path, entry: str | None,
+                   taken: frozenset[str]) -> str | None:
+    """Why creating `rel` would change what an import or the entry point finds, or None."""
+    path = PurePosixPath(rel)
+    if path.suffix == ".pth":
+        return "a .pth file runs code at interpreter start-up"
+    if entry:
+        entry_path = entry.replace(".", "/")
+        if rel != entry_path + ".py" and (rel.startswith(entry_path + "/") or (
+                str(path.with_suffix("")) == entry_path)):
+            return f"it would shadow the train entry point {entry} ({entry_path}.py)"
+    parts = path.parts
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if last:
+            if path.suffix not in _IMPORTABLE:
+                return None
+            name = part.split(".", 1)[0]
+        else:
+            if (root / Path(*parts[: i + 1])).is_dir():
+                continue  # an existing folder: nothing new is importable under its name
+            name = part
+        if name in _STARTUP:
+            return f"{name!r} is run or searched by the interpreter itself"
+        if name in taken:
+            return (f"{name!r} is the name of an importable module (standard library, "
+                    "installed or frozen): a file or folder of that name can shadow it")
+    return None
+
+
+class ShadowRule(Rule):
+    id = "paths.shadow"
+    description = ("New modules or packages that shadow the train entry point, a frozen, "
+                   "standard-library or installed module, or run at start-up (.pth, "
+                   "sitecustomize).")
+
+    def check(self, patch: Patch, context: CheckContext) -> list[Finding]:
+        created = [c.new_path for c in patch.files if c.new_path and (
+            c.status in ("added", "renamed") or c.copied)]
+        if not created:
+            return []
+        from guards.modules import top_level_names
+
+        taken = top_level_names() | {m.split(".")[0] for m in context.settings.frozen_modules}
+        entry = entry_module(context.config.train_command)
+        out = []
+        for rel in created:
+            why = shadow_problem(rel, context.root, entry, taken)
+            if why:
+                out.append(self.finding(rel, 0, rel, f"cannot create {rel}: {why}."))
+        return out

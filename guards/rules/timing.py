@@ -10,13 +10,14 @@ budget, the loop's stop condition and every write to the clock variables it comp
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from guards.context import CheckContext, FileState, Hit, shift
 from guards.findings import Finding
 from guards.patch import Patch
-from guards.pyast import PyModule
+from guards.pyast import CONTROL, PyModule, header
 from guards.rules._match import first_match
 from guards.rules.astrule import AstRule, hit
 from guards.rules.base import Rule
@@ -25,7 +26,9 @@ TIME_MODULES = ("time", "datetime", "timeit", "torch.cuda.Event", "torch.cuda.sy
                 "torch.cuda.Event.elapsed_time")
 TIME_FAKERS = ("freezegun", "time_machine", "libfaketime", "fakeclock")
 SIGNALS = ("signal", "faulthandler.dump_traceback_later", "threading.Timer", "resource.setrlimit",
-           "resource.prlimit", "os.alarm", "_thread.interrupt_main", "atexit", "sys.exit",
+           "resource.prlimit", "os.alarm", "_thread.interrupt_main", "atexit", "weakref.finalize",
+           "sys.exitfunc", "os.register_at_fork", "threading.excepthook", "sys.excepthook",
+           "sys.unraisablehook", "sys.exit",
            "builtins.exit", "builtins.quit", "os._exit")
 
 
@@ -73,6 +76,67 @@ def _attr_names(node: ast.AST) -> set[str]:
     return {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
 
 
+_NUMERIC = frozenset({"float", "int", "max", "min", "abs", "round", "sum"})
+
+
+def _value_names(expr: ast.AST, skip: dict[str, str]) -> frozenset[str]:
+    """Names a value is computed from. Arguments of calls other than numeric builtins are
+    left out: `t = helper(model, batches)` is not computed from the model, and taking it
+    as such made every argument of a refactored training helper a "clock"."""
+    out: set[str] = set()
+    todo = [expr]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Name):
+            if n.id not in skip:
+                out.add(n.id)
+        elif isinstance(n, ast.Call):
+            if isinstance(n.func, ast.Name) and n.func.id in _NUMERIC:
+                todo.extend(n.args)
+            elif isinstance(n.func, ast.Attribute):
+                todo.append(n.func.value)  # `clock.now()` depends on `clock`
+        elif isinstance(n, ast.Lambda | ast.FunctionDef):
+            continue
+        else:
+            todo.extend(ast.iter_child_nodes(n))
+    return frozenset(out)
+
+
+def _callee(expr: ast.AST | None) -> str | None:
+    """The bare function name a value is the result of (`train(...)` -> train)."""
+    while isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and (
+            expr.func.id in _NUMERIC) and len(expr.args) == 1:
+        expr = expr.args[0]
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        return expr.func.id
+    if isinstance(expr, ast.Name):
+        return "=" + expr.id  # resolved later: the name may hold a helper's result
+    return None
+
+
+def _chain(mod: PyModule, node: ast.AST) -> tuple[str, ...]:
+    """Headers of the blocks around `node` inside its own function. The function itself is
+    left out, so a loop moved into a helper keeps its signature; where it may be called
+    from is `train.outside_loop`'s business."""
+    chain: list[str] = []
+    cur = mod.parents.get(node)
+    while cur is not None and not isinstance(cur, ast.FunctionDef | ast.AsyncFunctionDef |
+                                             ast.Lambda):
+        if isinstance(cur, CONTROL):
+            chain.append(header(cur))
+        cur = mod.parents.get(cur)
+    return tuple(reversed(chain))
+
+
+def _owner(mod: PyModule, node: ast.AST) -> str | None:
+    cur = mod.parents.get(node)
+    while cur is not None:
+        if isinstance(cur, ast.FunctionDef | ast.AsyncFunctionDef):
+            return cur.name
+        cur = mod.parents.get(cur)
+    return None
+
+
 def _stops(body: list[ast.stmt]) -> bool:
     for stmt in body:
         for n in ast.walk(stmt):
@@ -86,18 +150,43 @@ def _stops(body: list[ast.stmt]) -> bool:
 
 
 @dataclass
+class _Test:
+    """A stop condition: a `while` test, or an `if` that leaves the loop."""
+
+    mod: PyModule
+    node: ast.AST
+    chain: tuple[str, ...]
+    names: frozenset[str]
+    compares: list[tuple[frozenset[str], frozenset[str]]]
+    owner: str | None
+
+
+@dataclass
 class _Summary:
     """What one chunk says about the budget; merged over the file in `BudgetRule`."""
 
     sources: list[tuple[Hit, frozenset[str]]] = field(default_factory=list)
     aliases: list[tuple[str, str]] = field(default_factory=list)
-    tests: list[tuple[Hit, frozenset[str], list[tuple[frozenset[str], frozenset[str]]]]] = field(
+    tests: list[_Test] = field(default_factory=list)
+    assigns: list[tuple[frozenset[str], frozenset[str], str | None]] = field(
         default_factory=list)
-    assigns: list[tuple[frozenset[str], frozenset[str]]] = field(default_factory=list)
-    writes: list[tuple[frozenset[str], Hit]] = field(default_factory=list)
+    writes: list[tuple[frozenset[str], Hit, str | None]] = field(default_factory=list)
     env_hits: list[Hit] = field(default_factory=list)
+    calls: list[tuple[str, tuple[tuple[int | str, str], ...]]] = field(default_factory=list)
+    """Calls of bare-named functions with name arguments: (callee, ((position|keyword, name)))."""
+    params: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    """Every function defined: (name, parameter names in order)."""
     targets: frozenset[str] = frozenset()
     """Every name this chunk writes: lets the file-wide passes skip it quickly."""
+
+
+@dataclass(frozen=True)
+class BudgetFacts:
+    """The file-wide answer: names holding the budget, clock names, loop-owning helpers."""
+
+    budget: frozenset[str]
+    clock: frozenset[str]
+    owners: frozenset[str | None]
 
 
 _SUMMARIES: OrderedDict[tuple[object, ...], _Summary] = OrderedDict()
@@ -132,30 +221,52 @@ class BudgetRule(Rule):
                                        f"(removed) {h.evidence}"[:300], h.message))
         return out
 
+    def facts(self, state: FileState, which: str, ctx: CheckContext) -> BudgetFacts:
+        """The budget and clock names of one version (shared with other rules)."""
+        key = ("budget-facts", which, state.path)
+        cached = ctx.memo.get(key)
+        if cached is None:
+            self._file_hits(state, which, ctx)
+            cached = ctx.memo[key]
+        return cached  # type: ignore[no-any-return]
+
     def _file_hits(self, state: FileState, which: str, ctx: CheckContext) -> list[Hit]:
         """Budget facts of one version. Only chunks that changed, or whose text names the
         budget or a clock, can contribute; the rest are never summarised (a cold check
         reads the whole base file only once, as text)."""
+        key = ("budget-hits", which, state.path)
+        if key in ctx.memo:
+            return ctx.memo[key]  # type: ignore[no-any-return]
         analysis = state.analysis(which)
-        if analysis is None:
-            return []
         s = ctx.settings
+        if analysis is None:
+            ctx.memo[("budget-facts", which, state.path)] = BudgetFacts(
+                frozenset(s.budget_names), frozenset(), frozenset())
+            ctx.memo[key] = []
+            return []
         changed = {id(mod) for _, mod in state.changed_chunks(which)}
         needles = set(s.budget_env) | set(s.budget_names)
         chosen: dict[int, tuple[int, _Summary]] = {}
         budget: set[str] = set()
         clock: set[str] = set()
+        owners: set[str | None] = set()
         for _ in range(6):
             for idx, (offset, mod) in enumerate(analysis.modules):
                 if idx not in chosen and (id(mod) in changed
                                           or any(n in mod.source for n in needles)):
                     chosen[idx] = (offset, self._summary(mod, ctx))
             parts = [chosen[i] for i in sorted(chosen)]
-            budget, clock = self._sets(parts, set(analysis.maps.aliases), s.budget_names)
-            if budget | clock <= needles:
+            budget, clock, owners = self._sets(parts, set(analysis.maps.aliases),
+                                               s.budget_names)
+            if budget | clock | {o for o in owners if o} <= needles:
                 break
-            needles |= budget | clock
-        return self._hits([chosen[i] for i in sorted(chosen)], budget, clock)
+            needles |= budget | clock | {o for o in owners if o}
+        parts = [chosen[i] for i in sorted(chosen)]
+        hits = self._hits(parts, budget, clock, owners)
+        ctx.memo[("budget-facts", which, state.path)] = BudgetFacts(
+            frozenset(budget), frozenset(clock), frozenset(owners))
+        ctx.memo[key] = hits
+        return hits
 
     def _summary(self, mod: PyModule, ctx: CheckContext) -> _Summary:
         key = (mod.source, mod.fingerprint, ctx.fingerprint)
@@ -168,26 +279,45 @@ class BudgetRule(Rule):
 
     @staticmethod
     def _sets(parts: list[tuple[int, _Summary]], aliases: set[str],
-              const_names: tuple[str, ...]) -> tuple[set[str], set[str]]:
-        """The names holding the budget, and the clock names its stop conditions compare."""
+              const_names: tuple[str, ...]) -> tuple[set[str], set[str], set[str | None]]:
+        """The names holding the budget, the clock names its stop conditions compare, and
+        the functions owning a budget loop."""
         budget = set(const_names)
         for _, sm in parts:
             for _, names in sm.sources:
                 budget |= names
-        for _ in range(3):  # simple aliases of the budget (`B = TIME_BUDGET`)
+        params: dict[str, list[tuple[str, ...]]] = {}
+        for _, sm in parts:
+            for fname, names in sm.params:
+                params.setdefault(fname, []).append(names)
+        for _ in range(4):  # aliases (`B = TIME_BUDGET`) and helpers' parameters
             grew = False
             for _, sm in parts:
                 for target, src in sm.aliases:
                     if src in budget and target not in budget:
                         budget.add(target)
                         grew = True
+                for callee, args in sm.calls:
+                    for key, name in args:
+                        if name not in budget:
+                            continue
+                        for names in params.get(callee, ()):
+                            if isinstance(key, int):
+                                param = names[key] if key < len(names) else None
+                            else:
+                                param = key if key in names else None
+                            if param and param not in budget:
+                                budget.add(param)
+                                grew = True
             if not grew:
                 break
         clock: set[str] = set()
+        owners: set[str | None] = set()
         for _, sm in parts:
-            for _, names, compares in sm.tests:
-                if names & budget:
-                    for names_, attrs in compares:
+            for t in sm.tests:
+                if t.names & budget:
+                    owners.add(t.owner)
+                    for names_, attrs in t.compares:
                         if (names_ | attrs) & budget:
                             clock |= names_ - budget
         clock -= aliases | {"self"}
@@ -196,27 +326,53 @@ class BudgetRule(Rule):
             for _, sm in parts:
                 if not sm.targets & clock:
                     continue
-                for targets, values in sm.assigns:
-                    if targets & clock:
+                for targets, values, via in sm.assigns:
+                    if targets & clock and (via is None or via.startswith("=")
+                                            or via not in owners):
                         extra = values - clock - budget
                         if extra:
                             clock |= extra
                             grew = True
             if not grew:
                 break
-        return budget, clock
+        return budget, clock, owners
 
     @staticmethod
-    def _hits(parts: list[tuple[int, _Summary]], budget: set[str], clock: set[str]
-              ) -> list[Hit]:
+    def _hits(parts: list[tuple[int, _Summary]], budget: set[str], clock: set[str],
+              owners: set[str | None]) -> list[Hit]:
         out: list[Hit] = []
         watched = clock | budget
+        # A helper may name the budget differently (a parameter): the facts are the same.
+        word = re.compile(r"\b(" + "|".join(map(re.escape, sorted(budget))) + r")\b") if (
+            budget) else None
+
+        def norm(h: Hit, offset: int) -> Hit:
+            if word is None:
+                return shift(h, offset)
+            sig = tuple(word.sub("BUDGET", x) if isinstance(x, str) else tuple(
+                word.sub("BUDGET", y) for y in x) if isinstance(x, tuple) else x
+                for x in h.signature)
+            return shift(Hit(sig, h.line, h.message, h.evidence, h.severity), offset)
+
+        owned = {t for _, sm in parts for targets, _, via in sm.assigns
+                 if via is not None and via in owners for t in targets}
+
+        def passes(via: str | None) -> bool:
+            """A write of what a loop-owning helper returned (directly or via a name)."""
+            if via is None:
+                return False
+            return via in owners or (via.startswith("=") and via[1:] in owned)
+
         for offset, sm in parts:
-            out.extend(shift(h, offset) for h, _ in sm.sources)
-            out.extend(shift(h, offset) for h, names, _ in sm.tests if names & budget)
-            out.extend(shift(h, offset) for h in sm.env_hits)
+            out.extend(norm(h, offset) for h, _ in sm.sources)
+            for t in sm.tests:
+                if t.names & budget:
+                    out.append(norm(hit(t.mod, t.node, "the loop's stop condition on the time "
+                                        "budget may not change.", "stop", t.chain), offset))
+            out.extend(norm(h, offset) for h in sm.env_hits)
             if sm.targets & watched:
-                out.extend(shift(h, offset) for targets, h in sm.writes if targets & watched)
+                out.extend(norm(h, offset) for targets, h, via in sm.writes
+                           if targets & watched and not passes(via))
         return out
 
     def _summarise(self, mod: PyModule, ctx: CheckContext) -> _Summary:
@@ -226,6 +382,19 @@ class BudgetRule(Rule):
         strings_by_stmt: dict[int, set[str]] = {}
         for sv in mod.strings:
             strings_by_stmt.setdefault(id(mod.stmt_of(sv.node)), set()).add(sv.value)
+        skip = mod.aliases
+        for node in mod.nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                a = node.args
+                sm.params.append((node.name, tuple(x.arg for x in (*a.posonlyargs, *a.args,
+                                                                     *a.kwonlyargs))))
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                args: list[tuple[int | str, str]] = [
+                    (i, x.id) for i, x in enumerate(node.args) if isinstance(x, ast.Name)]
+                args += [(k.arg, k.value.id) for k in node.keywords
+                         if k.arg and isinstance(k.value, ast.Name)]
+                if args:
+                    sm.calls.append((node.func.id, tuple(args)))
         for stmt in mod.nodes:
             if not isinstance(stmt, ast.stmt):
                 continue
@@ -234,17 +403,15 @@ class BudgetRule(Rule):
                 names = frozenset(_names(test) | _attr_names(test))
                 compares = [(frozenset(_names(c)), frozenset(_attr_names(c)))
                             for c in ast.walk(test) if isinstance(c, ast.Compare)]
-                sm.tests.append((hit(mod, test, "the loop's stop condition on the time budget "
-                                     "may not change.", "stop", mod.context_chain(stmt)),
-                                 names, compares))
+                sm.tests.append(_Test(mod, test, _chain(mod, stmt), names, compares,
+                                      _owner(mod, stmt)))
                 for n in ast.walk(test):
                     if isinstance(n, ast.NamedExpr):
-                        values = frozenset(x for x in _names(n.value)
-                                           if x not in mod.aliases and not _is_called(n.value, x))
-                        sm.assigns.append((frozenset({n.target.id}), values))
+                        values = _value_names(n.value, skip)
+                        sm.assigns.append((frozenset({n.target.id}), values, None))
                         sm.writes.append((frozenset({n.target.id}), hit(
                             mod, n, "writes to the clock or budget variables may not change.",
-                            "write", mod.context_chain(n))))
+                            "write", _chain(mod, n)), None))
                 continue
             if isinstance(stmt, _COMPOUND):
                 continue
@@ -254,7 +421,7 @@ class BudgetRule(Rule):
                                  if isinstance(stmt, ast.ImportFrom) and a.name in const_names)
             if reads_env or (binds & const_names) or imported:
                 sm.sources.append((hit(mod, stmt, "the time budget's source may not change.",
-                                       "source", mod.context_chain(stmt)),
+                                       "source", _chain(mod, stmt)),
                                    imported or frozenset(binds)))
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
                     stmt.targets[0], ast.Name):
@@ -268,17 +435,17 @@ class BudgetRule(Rule):
                     sm.aliases.append((stmt.targets[0].id, v.attr))
             if binds:
                 value = getattr(stmt, "value", None)
-                values = frozenset() if value is None else frozenset(
-                    x for x in _names(value) if x not in mod.aliases and not _is_called(value, x))
-                sm.assigns.append((frozenset(binds), values))
+                values = frozenset() if value is None else _value_names(value, skip)
+                via = _callee(value)
+                sm.assigns.append((frozenset(binds), values, via))
                 sm.writes.append((frozenset(binds), hit(
                     mod, stmt, "writes to the clock or budget variables may not change.",
-                    "write", mod.context_chain(stmt))))
+                    "write", _chain(mod, stmt)), via))
         for st in mod.stores:
-            if st.qual == "os.environ" and st.key in env_names:
+            if st.qual in ("os.environ", "os.environb") and st.key in env_names:
                 sm.env_hits.append(hit(mod, st.node, "writes the time budget's environment "
                                        "variable.", "env", st.key))
-        sm.targets = frozenset(n for targets, _ in sm.assigns for n in targets)
+        sm.targets = frozenset(n for targets, _, _ in sm.assigns for n in targets)
         return sm
 
 
@@ -291,19 +458,21 @@ def _bound(stmt: ast.AST) -> set[str]:
     elif isinstance(stmt, ast.Delete):
         targets = list(stmt.targets)
     names: set[str] = set()
-    for t in targets:
-        for n in ast.walk(t):
-            if isinstance(n, ast.Name):
-                names.add(n.id)
-            elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store | ast.Del):
-                names.add(n.attr)
+    todo = list(targets)
+    while todo:  # what a target writes: names, attributes, a subscripted name (not its index)
+        t = todo.pop()
+        if isinstance(t, ast.Name):
+            names.add(t.id)
+        elif isinstance(t, ast.Tuple | ast.List):
+            todo.extend(t.elts)
+        elif isinstance(t, ast.Starred):
+            todo.append(t.value)
+        elif isinstance(t, ast.Attribute):
+            names.add(t.attr)
+        elif isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name | ast.Attribute):
+            todo.append(t.value)
     return names
 
 
 _COMPOUND = (ast.If, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Try,
              ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Match)
-
-
-def _is_called(expr: ast.AST, name: str) -> bool:
-    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name
-               for n in ast.walk(expr))

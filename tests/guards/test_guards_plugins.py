@@ -126,8 +126,10 @@ def test_toml_rules_inline_and_file(workspace: Path) -> None:
         'forbidden_imports = ["wandb"]\n\n'
         '[[rule]]\nid = "lab.no-magic"\nseverity = "review"\nadded_regex = ["magic"]\n'
         'paths = ["trainer/**"]\n')
-    _with_guards(workspace, '\nrules_file = "guard_rules.toml"\n[[guards.rules]]\n'
-                 'id = "lab.no-data-dir"\ntouch = ["trainer/data/**"]\n')
+    # wandb is outside the import allow-list; the workspace extends it, so only the
+    # declarative rule speaks.
+    _with_guards(workspace, '\nrules_file = "guard_rules.toml"\nallowed_imports = ["wandb"]\n'
+                 '[[guards.rules]]\nid = "lab.no-data-dir"\ntouch = ["trainer/data/**"]\n')
     config = _reload(workspace)
     r1 = check_patch(edit(workspace, "trainer/train.py", "import math\n",
                           "import math\nimport wandb as wb\n"), config)
@@ -149,7 +151,8 @@ def test_bad_toml_rule_is_a_config_error(workspace: Path) -> None:
 def test_disable_and_severity_override(workspace: Path) -> None:
     text = (workspace / "labwarden.toml").read_text().replace(
         "[guards]\n",
-        '[guards]\ndisable = ["time.signal"]\nseverity = {"seed.fishing" = "block"}\n')
+        '[guards]\ndisable = ["time.signal", "reach.import"]\n'
+        'severity = {"seed.fishing" = "block"}\n')
     (workspace / "labwarden.toml").write_text(text)
     config = _reload(workspace)
     sig = edit(workspace, "trainer/train.py", "import math\n", "import math\nimport signal\n")
@@ -179,6 +182,7 @@ def test_example_plugin_is_discovered_through_its_entry_points(
     _install_example(site)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delenv("LABWARDEN_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    _with_guards(workspace, '\nallowed_imports = ["wandb"]\n')
     import importlib.metadata as md
 
     eps = md.entry_points(group="labwarden.guards")

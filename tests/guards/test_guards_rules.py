@@ -46,6 +46,8 @@ def _check(config, text: str, anchor: str = MAIN):  # type: ignore[no-untyped-de
     ("    signal = __import__('signal'); signal.alarm(0)\n", "dynamic.code"),
     ("    import atexit; atexit.register(print, 'done')\n", "time.signal"),
     ("    getattr(os, name_from_somewhere)('id')\n", "dynamic.getattr"),
+    ("    import multiprocessing as mp; mp.set_start_method('spawn', force=True)\n",
+     "reach.import"),
 ])
 def test_disguised_cheats_are_blocked(config, code: str, rule: str) -> None:  # type: ignore[no-untyped-def]
     report = _check(config, code)
@@ -55,7 +57,7 @@ def test_disguised_cheats_are_blocked(config, code: str, rule: str) -> None:  # 
 
 def test_findings_point_at_the_added_line(config) -> None:  # type: ignore[no-untyped-def]
     report = _check(config, "    x = 1\n    time.perf_counter = lambda: 0.0\n")
-    (f,) = report.findings
+    (f,) = [f for f in report.findings if f.rule_id == "time.timer"]
     text = (config.root / "trainer/train.py").read_text().splitlines()
     line = text.index(MAIN.rstrip("\n")) + 3  # after t_start and x = 1
     assert (f.rule_id, f.file, f.line) == ("time.timer", "trainer/train.py", line)
@@ -77,7 +79,6 @@ def test_preexisting_code_is_not_reported_and_moved_code_is_not_either(config) -
 
 @pytest.mark.parametrize("code, severity", [
     ("    os.environ['TOKENIZERS_PARALLELISM'] = 'false'\n", "review"),
-    ("    import multiprocessing as mp; mp.set_start_method('spawn', force=True)\n", "review"),
     ("    for name in ('q', 'k'): getattr(model, name)\n", "review"),
 ])
 def test_borderline_code_goes_to_review(config, code: str, severity: str) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +88,8 @@ def test_borderline_code_goes_to_review(config, code: str, severity: str) -> Non
 
 
 @pytest.mark.parametrize("code", [
-    "    torch.save(model.state_dict(), 'ckpt.pt'); model.load_state_dict(torch.load('ckpt.pt'))\n",
+    "    torch.save(model.state_dict(), out_dir / 'ckpt.pt')\n"
+    "    model.load_state_dict(torch.load(out_dir / 'ckpt.pt', weights_only=True))\n",
     "    torch.backends.cuda.matmul.allow_tf32 = True\n",
     "    gc_every = 100  # a name that merely contains gc\n",
     "    interval = 0.5 * budget_s  # reading the budget for a schedule is fine\n",
@@ -154,8 +156,8 @@ def test_chunk_split_fallback_keeps_results(config) -> None:  # type: ignore[no-
     (config.root / "trainer" / "util.py").write_text(UTIL)
     report = check_patch(edit(config.root, "trainer/util.py", "2)\n", "2)\nimport ctypes\n"),
                          config)
-    assert [f.rule_id for f in report.findings] == ["escape.process"]
-    assert report.findings[0].line == 17
+    assert {f.rule_id for f in report.findings} == {"escape.process", "reach.import"}
+    assert {f.line for f in report.findings} == {17}
 
 
 @pytest.mark.parametrize("code, rule", [

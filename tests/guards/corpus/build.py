@@ -19,6 +19,10 @@ sys.path.insert(0, str(HERE))
 
 from edits import CHEATS, LEGIT, SEED_ONLY  # noqa: E402
 
+SECTION = "<next section>"
+"""An edit `(SECTION, None, "")` starts a second section for the same files, diffed against
+the text the first one leaves: what `git apply` stacks and a per-section check would not."""
+
 
 def make_patch(edits: list[tuple[str, str | re.Pattern[str] | None, str]],
                root: Path = ROOT) -> str:
@@ -30,33 +34,47 @@ def make_patch(edits: list[tuple[str, str | re.Pattern[str] | None, str]],
     `old` is an exact string that must occur once, a regex that must match once (`new` is
     its replacement template), or None for a new file.
     """
-    by_file: dict[str, tuple[str | None, str]] = {}
-    for path, old, new in edits:
-        if old is None:
-            by_file[path] = (None, new)
-            continue
-        current = by_file[path][1] if path in by_file else (root / path).read_text()
-        if isinstance(old, re.Pattern):
-            found = len(old.findall(current))
-            changed = old.sub(new, current, count=1)
+    groups: list[list[tuple[str, str | re.Pattern[str] | None, str]]] = [[]]
+    for e in edits:
+        if e[0] == SECTION:
+            groups.append([])
         else:
-            found = current.count(old)
-            changed = current.replace(old, new)
-        if found != 1 or changed == current:
-            raise ValueError(f"{path}: {getattr(old, 'pattern', old)!r} matches {found} times "
-                             "(must be once, and change something); update edits.py")
-        original = by_file[path][0] if path in by_file else current
-        by_file[path] = (original, changed)
+            groups[-1].append(e)
+    texts: dict[str, str | None] = {}
     out = []
-    for path, (before, after) in by_file.items():
-        a = [] if before is None else before.splitlines(keepends=True)
-        b = after.splitlines(keepends=True)
-        out.append(f"diff --git a/{path} b/{path}\n")
-        if before is None:
-            out.append("new file mode 100644\n")
-        diff = difflib.unified_diff(a, b, "/dev/null" if before is None else f"a/{path}",
-                                    f"b/{path}", n=1)
-        out.extend(diff)
+    for group in groups:
+        by_file: dict[str, tuple[str | None, str]] = {}
+        for path, old, new in group:
+            if old is None:
+                by_file[path] = (None, new)
+                continue
+            if path in by_file:
+                current = by_file[path][1]
+            elif path in texts:
+                current = texts[path] or ""
+            else:
+                current = (root / path).read_text()
+            if isinstance(old, re.Pattern):
+                found = len(old.findall(current))
+                changed = old.sub(new, current, count=1)
+            else:
+                found = current.count(old)
+                changed = current.replace(old, new)
+            if found != 1 or changed == current:
+                raise ValueError(f"{path}: {getattr(old, 'pattern', old)!r} matches {found} "
+                                 "times (must be once, and change something); update edits.py")
+            original = by_file[path][0] if path in by_file else current
+            by_file[path] = (original, changed)
+        for path, (before, after) in by_file.items():
+            a = [] if before is None else before.splitlines(keepends=True)
+            b = after.splitlines(keepends=True)
+            out.append(f"diff --git a/{path} b/{path}\n")
+            if before is None:
+                out.append("new file mode 100644\n")
+            diff = difflib.unified_diff(a, b, "/dev/null" if before is None else f"a/{path}",
+                                        f"b/{path}", n=1)
+            out.extend(diff)
+            texts[path] = after
     return "".join(out)
 
 

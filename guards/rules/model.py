@@ -1,0 +1,421 @@
+"""Models that act differently only while exported, or only when probed.
+
+Three rules:
+
+- `model.monkeypatch`: stores into other modules and classes (global monkeypatches of
+  `F.scaled_dot_product_attention`, `nn.Embedding.forward`, a class's own `forward` after
+  its definition), functions installed on objects, methods replaced by assignment. Only
+  literal settings of compiler and backend flags are allowed.
+- `model.hook`: anything that registers a hook (forward, pre-forward, backward, state-dict,
+  global module hooks, tensor gradient hooks): code that runs where no one calls it.
+- `model.export_mode`: the tracing-state predicates (`torch.compiler.is_exporting()`,
+  `torch._dynamo.is_compiling()`, `torch.jit.is_tracing()`, grad and inference mode)
+  anywhere; and in model code (every `forward` and what it calls by name) conditions on
+  modes, devices, dtypes, shapes or input values, uses of the batch size beyond reshaping,
+  and indexing the rows of the input: the exported program must compute the same function
+  on every row at every batch size, which is what the evaluator's probes assume.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter, OrderedDict
+
+from guards.context import CheckContext, FileState, Hit
+from guards.findings import Finding
+from guards.patch import Patch
+from guards.pyast import PyModule
+from guards.rules._match import first_match, listed
+from guards.rules.astrule import AstRule, hit
+from guards.rules.base import Rule
+
+CONFIG_NAMESPACES = ("torch.backends.*", "torch._inductor.config", "torch._inductor.config.*",
+                     "torch._dynamo.config", "torch._dynamo.config.*", "torch._functorch.config",
+                     "torch._functorch.config.*")
+MODULE_API = frozenset({"forward", "__call__", "_call_impl", "extra_repr", "state_dict",
+                        "load_state_dict", "parameters", "named_parameters", "train", "eval",
+                        "to", "apply", "zero_grad", "step", "backward"})
+TRACE_STATE = ("torch.compiler.is_exporting", "torch.compiler.is_compiling",
+               "torch.compiler.is_dynamo_compiling", "torch._dynamo.is_compiling",
+               "torch._dynamo.external_utils.is_compiling", "torch.jit.is_tracing",
+               "torch.jit.is_scripting", "torch.onnx.is_in_onnx_export",
+               "torch.fx._symbolic_trace.is_fx_tracing", "torch._C._get_tracing_state",
+               "torch.is_grad_enabled", "torch.is_inference_mode_enabled",
+               "torch.is_autocast_enabled", "torch.is_autocast_cpu_enabled",
+               "torch._C.is_grad_enabled", "torch.cond", "torch.export")
+MODE_ATTRS = frozenset({"training", "requires_grad", "grad_fn", "is_leaf", "grad", "is_cuda",
+                        "device", "dtype", "is_meta", "layout", "_version", "shape", "ndim",
+                        "is_sparse", "is_quantized", "is_nested", "is_mps", "is_cpu"})
+MODE_CALLS = frozenset({"size", "numel", "dim", "stride", "nelement", "data_ptr",
+                        "is_contiguous", "get_device", "is_inference", "is_floating_point",
+                        "item", "tolist", "any", "all"})
+SHAPE_CALLS = frozenset({"view", "reshape", "expand", "new_zeros", "new_ones", "new_empty",
+                         "new_full", "zeros", "ones", "empty", "full", "randn", "rand",
+                         "unflatten", "repeat", "tile", "broadcast_to", "expand_as", "flatten",
+                         "split", "chunk", "view_as", "reshape_as"})
+
+
+def _function_like(mod: PyModule, value: ast.AST | None, params: set[str]) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, ast.Lambda):
+        return True
+    if isinstance(value, ast.Name):
+        return value.id in mod.defs or value.id in params
+    if isinstance(value, ast.Call):
+        q = mod.qual(value.func) or ""
+        f = value.func
+        return q.endswith("functools.partial") or q.startswith("types.") or (
+            isinstance(f, ast.Attribute) and f.attr in ("__get__", "MethodType"))
+    if isinstance(value, ast.Attribute):
+        return value.attr in mod.defs or value.attr in MODULE_API
+    return False
+
+
+def _enclosing(mod: PyModule, node: ast.AST, kinds: tuple[type, ...]) -> ast.AST | None:
+    cur = mod.parents.get(node)
+    while cur is not None:
+        if isinstance(cur, kinds):
+            return cur
+        cur = mod.parents.get(cur)
+    return None
+
+
+def _params(fn: ast.AST | None) -> set[str]:
+    if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+        return set()
+    a = fn.args
+    return {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)} - {"self", "cls"}
+
+
+class MonkeypatchRule(AstRule):
+    id = "model.monkeypatch"
+    description = ("Global monkeypatches and replaced methods: stores into torch or other "
+                   "modules and their classes (F.scaled_dot_product_attention = ..., "
+                   "nn.Embedding.forward = ...), classes patched after definition, functions "
+                   "installed on objects. Literal compiler/backend flags are allowed.")
+
+    def scan(self, mod: PyModule, ctx: CheckContext) -> list[Hit]:
+        out: list[Hit] = []
+        for node in mod.nodes:
+            targets: list[tuple[ast.AST, str, ast.AST | None, ast.AST]] = []
+            if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
+                value = None if isinstance(node, ast.Delete) else node.value
+                tlist = node.targets if isinstance(node, ast.Assign | ast.Delete) else [
+                    node.target]
+                todo = list(tlist)
+                while todo:
+                    t = todo.pop()
+                    if isinstance(t, ast.Tuple | ast.List):
+                        todo.extend(t.elts)
+                        value = None  # unpacked: the value per target is unknown
+                    elif isinstance(t, ast.Attribute):
+                        targets.append((t.value, t.attr, value, node))
+                    elif isinstance(t, ast.Name) and isinstance(
+                            mod.parents.get(node), ast.ClassDef) and (
+                            _function_like(mod, value, set()) or t.id in MODULE_API):
+                        out.append(hit(mod, node, f"class body binds {t.id} to a function by "
+                                       "assignment: define methods with def.", "classbind",
+                                       t.id))
+            elif isinstance(node, ast.Call) and mod.qual(node.func) in (
+                    "builtins.setattr", "builtins.delattr") and len(node.args) >= 2:
+                name = mod.fold_str(node.args[1])
+                if name is not None:
+                    value = node.args[2] if len(node.args) > 2 else None
+                    targets.append((node.args[0], name, value, node))
+            for base, attr, value, stmt in targets:
+                out.extend(self._judge(mod, base, attr, value, stmt))
+        return out
+
+    def _judge(self, mod: PyModule, base: ast.AST, attr: str, value: ast.AST | None,
+               stmt: ast.AST) -> list[Hit]:
+        fn = _enclosing(mod, stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        params = _params(fn)
+        q = mod.qual(base)
+        is_self = isinstance(base, ast.Name) and base.id in ("self", "cls")
+        func_value = _function_like(mod, value, params)
+        if q is not None:
+            full = f"{q}.{attr}"
+            if listed(q, CONFIG_NAMESPACES) and not func_value:
+                return []
+            return [hit(mod, stmt, f"stores {full}: patching other modules (or their classes) "
+                        "changes code the guards cannot see run.", "module", full)]
+        root = base
+        while isinstance(root, ast.Attribute | ast.Subscript | ast.Call):
+            root = root.func if isinstance(root, ast.Call) else root.value
+        if isinstance(root, ast.Name) and root.id in mod.classes:
+            cls = _enclosing(mod, stmt, (ast.ClassDef,))
+            if not (isinstance(cls, ast.ClassDef) and cls.name == root.id):
+                return [hit(mod, stmt, f"patches the class {root.id} after its definition "
+                            f"(.{attr}).", "class", root.id, attr)]
+        if attr in MODULE_API and not (is_self and attr not in ("forward", "__call__")):
+            return [hit(mod, stmt, f"replaces .{attr}: an nn.Module method the export and "
+                        "the evaluator call.", "method", attr)]
+        if func_value and not is_self:
+            return [hit(mod, stmt, f"installs a function as .{attr} on another object.",
+                        "install", attr)]
+        if attr in mod.defs and func_value:
+            return [hit(mod, stmt, f"replaces the method {attr} by assignment.", "method",
+                        attr)]
+        return []
+
+
+class HookRule(AstRule):
+    id = "model.hook"
+    description = ("Registering hooks (forward, pre-forward, backward, state-dict, global "
+                   "module hooks, tensor gradient hooks): code that runs where nobody calls it.")
+
+    def scan(self, mod: PyModule, ctx: CheckContext) -> list[Hit]:
+        out = []
+        for node in mod.nodes:
+            name = None
+            if isinstance(node, ast.Attribute) and "hook" in node.attr.lower():
+                name = node.attr
+            elif isinstance(node, ast.Name) and "hook" in node.id.lower() and (
+                    node.id in mod.import_bindings):
+                name = node.id
+            if name:
+                out.append(hit(mod, node, f"uses {name}: hooks run code inside the model, or "
+                               "the export, without being called.", "hook", name))
+        return out
+
+
+class TraceStateRule(AstRule):
+    """The part of `model.export_mode` that needs no model: tracing predicates anywhere."""
+
+    id = "model.trace_state"
+    description = ("Asking whether code is being exported, compiled, traced or run without "
+                   "grad (torch.compiler.is_exporting, torch._dynamo.is_compiling, "
+                   "torch.jit.is_tracing, torch.is_grad_enabled, torch.cond).")
+
+    def scan(self, mod: PyModule, ctx: CheckContext) -> list[Hit]:
+        return [hit(mod, ref.node, f"uses {ref.qual}: a model may not act differently while "
+                    "exported, compiled or traced.", "trace", ref.qual)
+                for ref in mod.refs if first_match(ref.qual, TRACE_STATE)]
+
+
+_CACHE: OrderedDict[tuple[object, ...], list[Hit]] = OrderedDict()
+
+
+class ExportModeRule(Rule):
+    id = "model.export_mode"
+    description = ("Model code (forward and what it calls) that branches on modes, devices, "
+                   "dtypes, shapes or input values, uses the batch size beyond reshaping, or "
+                   "indexes input rows: behaviour the evaluator's probes would not see.")
+
+    def check(self, patch: Patch, context: CheckContext) -> list[Finding]:
+        out = []
+        for state in context.python_files():
+            old = Counter(h.signature for h in self._hits(state, "before"))
+            for h in self._hits(state, "after"):
+                if old[h.signature] > 0:
+                    old[h.signature] -= 1
+                else:
+                    out.append(context.finding(self.id, self.severity, state, h))
+        return out
+
+    def _hits(self, state: FileState, which: str) -> list[Hit]:
+        analysis = state.analysis(which)
+        if analysis is None:
+            return []
+        key = (state.path, analysis.source)
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        fns: dict[str, list[tuple[int, PyModule, ast.FunctionDef | ast.AsyncFunctionDef,
+                                  bool]]] = {}
+        for offset, mod in analysis.modules:
+            if not any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) for n in mod.tree.body
+                       ) and not any(isinstance(n, ast.ClassDef) for n in mod.tree.body):
+                continue
+            for node in mod.nodes:
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    method = isinstance(mod.parents.get(node), ast.ClassDef)
+                    fns.setdefault(node.name, []).append((offset, mod, node, method))
+        todo = [f for name in ("forward", "__call__") for f in fns.get(name, []) if f[3]]
+        seen: set[int] = set()
+        hits: list[Hit] = []
+        while todo:
+            offset, mod, fn, method = todo.pop()
+            if id(fn) in seen:
+                continue
+            seen.add(id(fn))
+            hits.extend(_model_function(mod, fn, offset, root=fn.name in ("forward", "__call__")
+                                        and method))
+            for n in ast.walk(fn):
+                if isinstance(n, ast.Call):
+                    callee = n.func.id if isinstance(n.func, ast.Name) else (
+                        n.func.attr if isinstance(n.func, ast.Attribute) else None)
+                    if callee and callee not in ("forward", "__call__"):
+                        todo.extend(fns.get(callee, []))
+        _CACHE[key] = hits
+        if len(_CACHE) > 256:
+            _CACHE.popitem(last=False)
+        return hits
+
+
+def _model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, offset: int,
+                    root: bool) -> list[Hit]:
+    """Export-mode facts of one function of model code."""
+    a = fn.args
+    params = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+    if params and params[0] in ("self", "cls"):
+        params = params[1:]
+    tainted = set(params) | ({a.vararg.arg} if a.vararg else set()) | (
+        {a.kwarg.arg} if a.kwarg else set())
+    batch: set[str] = set()
+    first = params[0] if params else None
+    parents: dict[int, ast.AST] = {}
+    for n in ast.walk(fn):
+        for c in ast.iter_child_nodes(n):
+            parents[id(c)] = n
+
+    def is_batch_expr(e: ast.AST) -> bool:
+        """`x.size(0)`, `x.shape[0]`, `len(x)` of an input, or a name holding one."""
+        if isinstance(e, ast.Name):
+            return e.id in batch
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr == (
+                "size") and e.args and isinstance(e.args[0], ast.Constant) and (
+                e.args[0].value == 0) and _names(e.func.value) & tainted:
+            return True
+        if isinstance(e, ast.Subscript) and isinstance(e.value, ast.Attribute) and (
+                e.value.attr == "shape") and isinstance(e.slice, ast.Constant) and (
+                e.slice.value == 0) and _names(e.value) & tainted:
+            return True
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "len" and (
+                e.args and _names(e.args[0]) & tainted):
+            return True
+        return False
+
+    for _ in range(2):  # taint flows through assignments (in order, then once more)
+        for n in ast.walk(fn):
+            if not isinstance(n, ast.Assign | ast.AugAssign | ast.AnnAssign) or n.value is None:
+                continue
+            tlist = n.targets if isinstance(n, ast.Assign) else [n.target]
+            value_names = _names(n.value)
+            shape_read = any(isinstance(x, ast.Attribute) and x.attr in MODE_ATTRS or (
+                isinstance(x, ast.Call) and isinstance(x.func, ast.Attribute)
+                and x.func.attr in MODE_CALLS) for x in ast.walk(n.value))
+            for t in tlist:
+                names = [x.id for x in ast.walk(t) if isinstance(x, ast.Name)]
+                if value_names & tainted or shape_read:
+                    tainted.update(names)
+                # B, T, C = x.shape: the first name is the batch size
+                if isinstance(t, ast.Tuple) and t.elts and isinstance(t.elts[0], ast.Name) and (
+                        isinstance(n.value, ast.Attribute) and n.value.attr == "shape"
+                        or isinstance(n.value, ast.Call) and isinstance(n.value.func,
+                                                                       ast.Attribute)
+                        and n.value.func.attr == "size" and not n.value.args) and (
+                        _names(n.value) & tainted):
+                    batch.add(t.elts[0].id)
+                elif isinstance(t, ast.Name) and (is_batch_expr(n.value) or any(
+                        is_batch_expr(x) for x in ast.walk(n.value)
+                        if not isinstance(x, ast.Name) or x.id in batch)):
+                    batch.add(t.id)
+
+    # Tensors computed from the first input (not lists of them): their rows are the batch.
+    rows = {first} if first else set()
+    for _ in range(2):
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Assign) and _names(n.value) & rows and not isinstance(
+                    n.value, ast.List | ast.ListComp | ast.Tuple | ast.Dict) and not any(
+                    isinstance(x, ast.Call) and isinstance(x.func, ast.Attribute)
+                    and x.func.attr in ("split", "chunk", "unbind", "tolist")
+                    for x in ast.walk(n.value)):
+                rows.update(t.id for t in n.targets if isinstance(t, ast.Name))
+    out: list[Hit] = []
+
+    def report(node: ast.AST, message: str, tag: str) -> None:
+        h = hit(mod, node, message, tag, fn.name)
+        out.append(Hit(h.signature, h.line + offset if h.line else 0, h.message, h.evidence))
+
+    tests: list[ast.AST] = []
+    for n in ast.walk(fn):
+        if isinstance(n, ast.If | ast.While | ast.IfExp):
+            tests.append(n.test)
+        elif isinstance(n, ast.comprehension):
+            tests.extend(n.ifs)
+        elif isinstance(n, ast.Match):
+            tests.append(n.subject)
+    for test in tests:
+        why = _condition_problem(mod, test, tainted)
+        if why:
+            report(test, f"model code branches on {why}: the exported model must compute the "
+                   "same function in every mode, on every row and batch size.", "branch")
+    for n in ast.walk(fn):
+        if is_batch_expr(n) and not isinstance(n, ast.Name) or (
+                isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in batch):
+            if not _in_shape_call(n, parents) and not _assigned(n, parents):
+                report(n, "model code uses the batch size other than to reshape: it could "
+                       "treat the evaluator's batches differently.", "batch")
+        if root and first and isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and (
+                n.value.id in rows):
+            idx = n.slice.elts[0] if isinstance(n.slice, ast.Tuple) and n.slice.elts else n.slice
+            full = isinstance(idx, ast.Slice) and idx.lower is None and idx.upper is None and (
+                idx.step is None)
+            if not full and not (isinstance(idx, ast.Constant) and idx.value in (None, Ellipsis)):
+                report(n, f"forward indexes rows of its input {first}: every row must be "
+                       "treated alike.", "rows")
+    return out
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _condition_problem(mod: PyModule, test: ast.AST, tainted: set[str]) -> str | None:
+    # `x is None` / `x is not None` on an optional argument is a plain default check.
+    if isinstance(test, ast.Compare) and all(isinstance(op, ast.Is | ast.IsNot)
+                                             for op in test.ops) and all(
+            isinstance(c, ast.Constant) and c.value is None for c in test.comparators):
+        return None
+    if isinstance(test, ast.BoolOp):
+        for v in test.values:
+            why = _condition_problem(mod, v, tainted)
+            if why:
+                return why
+        return None
+    if isinstance(test, ast.UnaryOp):
+        return _condition_problem(mod, test.operand, tainted)
+    for n in ast.walk(test):
+        if isinstance(n, ast.Attribute) and n.attr in MODE_ATTRS:
+            return f".{n.attr}"
+        if isinstance(n, ast.Call):
+            q = mod.qual(n.func) or ""
+            if q.startswith("torch"):
+                return f"{q}()"
+            if isinstance(n.func, ast.Attribute) and n.func.attr in MODE_CALLS:
+                return f".{n.func.attr}()"
+            if q == "builtins.len":
+                return "len()"
+        if isinstance(n, ast.Name) and n.id in tainted:
+            return f"{n.id} (derived from the inputs or their shapes)"
+    return None
+
+
+def _in_shape_call(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
+    cur = parents.get(id(node))
+    child = node
+    while cur is not None and not isinstance(cur, ast.stmt):
+        if isinstance(cur, ast.Call) and child is not cur.func:
+            name = cur.func.attr if isinstance(cur.func, ast.Attribute) else (
+                cur.func.id if isinstance(cur.func, ast.Name) else "")
+            if name in SHAPE_CALLS:
+                return True
+        child, cur = cur, parents.get(id(cur))
+    return False
+
+
+def _assigned(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
+    """The expression only computes a value that is bound to a name (tracked as batch)."""
+    cur = parents.get(id(node))
+    while cur is not None and not isinstance(cur, ast.stmt):
+        if isinstance(cur, ast.Call | ast.Subscript | ast.Compare | ast.IfExp):
+            return False
+        cur = parents.get(id(cur))
+    return isinstance(cur, ast.Assign | ast.AnnAssign) and all(
+        isinstance(t, ast.Name | ast.Tuple) for t in getattr(cur, "targets", [getattr(
+            cur, "target", None)]))
+
+
+RULES = [MonkeypatchRule, HookRule, TraceStateRule, ExportModeRule]

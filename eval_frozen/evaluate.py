@@ -129,10 +129,14 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
     """val_bpb, then the causality check on what was scored, for `ids (B, T) -> logits (B, T, V)`.
 
     Shared by the exported-file path and the in-process path, so they differ only in how
-    the model was loaded. Raises EvalInputError on bad input.
+    the model was loaded. Every pass runs under model_io's runtime guard. Raises
+    EvalInputError on bad input.
     """
     import numpy as np
     import torch
+
+    if not isinstance(forward, GuardedForward):
+        forward = GuardedForward(forward)
 
     tok = tok or _tokenizer.load(Path(data_dir) / "tokenizer")
     if tok.vocab_size != profile.vocab_size:
@@ -206,7 +210,7 @@ def evaluate_module(model: Any, data_dir: str | Path, profile: str | Profile = "
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     if hasattr(model, "eval"):
         model.eval()
-    result = score(GuardedForward(model), Path(data_dir), prof, device=device)
+    result = score(model, Path(data_dir), prof, device=device)
     result.model = IN_PROCESS
     return result
 

@@ -29,12 +29,13 @@ comparison shows any such dependence:
    moves by more than `profile.probe_tolerance`; one failed check rejects the model.
 
 A model that reads token c+1 (or any later one), another row, or the batch layout, at a
-checked (row, c), shows it unless its output at c happens to come out the same for the
-probe's random replacement and neighbours: which needs the information it read to be
-absent from its output. The (row, c) pairs are drawn uniformly and independently across
-probe batches (without replacement inside one, which only helps), so a model whose output
-moves at a fraction f of scored (row, position) pairs evades all N checks with probability
-at most (1 - f)^N. Per profile (`probe_checks`):
+checked (row, c), shows it unless its output at c comes out the same for the probe's
+random replacement and neighbours, that is, unless what it read did not change its output
+there. The (row, c) pairs are drawn uniformly and independently across probe batches
+(without replacement inside one, which only helps; with a partial last batch each batch
+size gets at least its share of the checks, which keeps the bound), so a model whose
+output moves at a fraction f of scored (row, position) pairs evades all N checks with
+probability at most (1 - f)^N. Per profile (`probe_checks`):
     tiny, small  N = 512:  f = 1% -> 5.8e-3;  2% -> 3.3e-5;  5% -> 3.9e-12;  10% -> 3.8e-24
     gpu          N = 2048: f = 0.1% -> 0.13;  0.5% -> 3.5e-5;  1% -> 1.2e-9
 Cost: N rows more through the model, on top of the profile's eval rows (tiny: 256 rows

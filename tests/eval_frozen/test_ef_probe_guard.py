@@ -209,3 +209,27 @@ def test_cuda_runs_use_deterministic_kernels_and_name_the_ones_without():
         warnings.warn(message, stacklevel=1)
     assert found == ["index_add_cuda_"]
     assert not torch.are_deterministic_algorithms_enabled()  # restored afterwards
+
+
+class HonestBranches(Base):
+    """Data-dependent `cond`, a no-grad region and an autocast region: all followed."""
+
+    def noise(self, h, idx):
+        with torch.no_grad():
+            h = h * 1.5
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = F.linear(h, torch.eye(h.shape[-1])).float()
+        return torch.cond(idx.sum() > 0, lambda h: h * 2.0, lambda h: h * 3.0, (h,))
+
+
+def test_honest_higher_order_operators_run_under_the_guard(tmp_path):
+    path = tmp_path / "branches.pt2"
+    model = HonestBranches()
+    export_model(model, T, path)
+    graph_ops = {str(n.target) for n in torch.export.load(str(path)).graph.nodes}
+    assert {"cond", "wrap_with_autocast"} <= {op.split(".")[-1] for op in graph_ops}
+    guarded = load_program(path)
+    x = torch.randint(0, VOCAB - 1, (3, T))
+    with torch.no_grad():
+        assert torch.equal(guarded(x), model(x))
+        assert torch.equal(guarded(torch.zeros_like(x)), model(torch.zeros_like(x)))

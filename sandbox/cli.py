@@ -1,5 +1,7 @@
 """`labwarden sandbox build|doctor`: build the image; say which backend runs and what it
-guarantees here (measured by trying, not read from a list)."""
+guarantees here (measured by trying, not read from a list: namespaces and the fresh root
+probed, then a quick probe step per backend that tries to read the built-in validation
+text, a marker in the state folder and one in the host's /dev/shm)."""
 
 from __future__ import annotations
 
@@ -56,15 +58,21 @@ def _doctor(args: argparse.Namespace) -> int:
     from sandbox.local import LocalBackend
 
     backend_name: str | None = None
+    state_dir = None
     try:
         from labwarden.config import load_config
         from sandbox.settings import SandboxSettings
 
-        settings = SandboxSettings.from_config(load_config(args.workspace))
+        config = load_config(args.workspace)
+        settings = SandboxSettings.from_config(config)
         backend_name = settings.backend
+        # The probe steps look for a marker left in the workspace's state folder.
+        state_dir = config.state_path
     except InputError:
         settings = None
-    columns: dict[str, list[tuple[str, bool, str]]] = {"local": LocalBackend().guarantees()}
+    columns: dict[str, list[tuple[str, bool, str]]] = {
+        "local": LocalBackend().guarantees(state_dir)
+    }
     why_not_docker = ""
     try:
         connect().close()
@@ -75,8 +83,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
         image = settings.image if settings else None
         docker_backend = DockerBackend(image=image) if image else DockerBackend()
+        from sandbox.docker.diagnostics import measured_guarantees
+
         try:
-            columns["docker"] = docker_backend.guarantees()
+            columns["docker"] = measured_guarantees(docker_backend, state_dir)
         except InputError as e:
             why_not_docker = str(e)
     chosen = backend_name or ("docker" if "docker" in columns else "local")

@@ -35,7 +35,12 @@ print("PROBE" + json.dumps(out))
 """
 
 
-def measured_guarantees(backend: DockerBackend) -> list[tuple[str, bool, str]]:
+def measured_guarantees(
+    backend: DockerBackend, state_dir: Path | None = None
+) -> list[tuple[str, bool, str]]:
+    """The image checked, then two probe containers: what the container may do, and what
+    it can read (`sandbox.conformance.probe_exposure`; `state_dir` gets its marker)."""
+    from sandbox.conformance import probe_exposure
     from sandbox.docker import prereqs
     from sandbox.docker.images import OFFLINE_TAG, image_label, offline_inputs_hash
 
@@ -70,7 +75,10 @@ def measured_guarantees(backend: DockerBackend) -> list[tuple[str, bool, str]]:
         return [("probe container ran", False, f"exit {outcome.exit_code}: {text.strip()[-200:]}")]
     seen = json.loads(found[0])
     nvidia = prereqs.has_nvidia_runtime(backend.client)
+    exposed = probe_exposure(backend, state_dir)
+    ran = "" if exposed.ran else f"probe container failed: {exposed.detail}"
     return [
+        ("isolation level", True, "a container: its own root file system, from the image"),
         (
             "network blocked",
             not seen["network"],
@@ -88,6 +96,25 @@ def measured_guarantees(backend: DockerBackend) -> list[tuple[str, bool, str]]:
         ("wall-clock budget", True, "container stopped, then killed"),
         ("validation split not in training view", True, "not mounted"),
         ("val unreachable by absolute path", True, "own root file system"),
+        (
+            "built-in validation text unreadable",
+            exposed.ran and not exposed.pydoc_readable,
+            ran or (f"probe container read {', '.join(exposed.pydoc_readable)}; rebuild the image "
+                    "('labwarden sandbox build --force')" if exposed.pydoc_readable
+                    else "image built without pydoc_data; the probe container found none"),
+        ),
+        (
+            "state folder unreadable (earlier runs)",
+            exposed.ran and not exposed.state_readable,
+            ran or ("probe container read a marker left there" if exposed.state_readable
+                    else "not mounted: a marker left there was not readable"),
+        ),
+        (
+            "/dev/shm private",
+            exposed.ran and not exposed.shm_shared,
+            ran or ("the host's /dev/shm is shared" if exposed.shm_shared
+                    else "the container's own (shm_size); a host marker was not seen"),
+        ),
         (
             "frozen code read-only",
             not seen["ro_mount_writable"] and not seen["root_writable"],

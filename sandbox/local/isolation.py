@@ -1,7 +1,17 @@
 """What the local backend can use on this machine, measured by trying it.
 
 Nothing here is assumed from the kernel version: each mechanism is probed once (a real
-`unshare`, a real cgroup created and removed) and the answer cached for the process.
+`unshare`, a real fresh root built and entered, a real cgroup created and removed) and
+the answer cached for the process.
+
+Isolation levels, strongest first (`LEVELS`):
+- `fresh-root`: user, network, pid and mount namespaces, and a root assembled from an
+  allow-list (`rootfs`): the step sees its mounts and the system and interpreter
+  folders it needs, and nothing else;
+- `namespaces`: the same namespaces on the host's own root, with read-only binds over
+  the workspace and an empty tmpfs over the hidden folders (a list of what to hide):
+  everything else on the host stays readable;
+- `none`: the host's file system and network as they are.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +59,55 @@ def unshare_prefix() -> tuple[str, ...]:
 
 def has_mount_namespace(prefix: tuple[str, ...]) -> bool:
     return "--mount-proc" in prefix
+
+
+LEVELS = ("fresh-root", "namespaces", "none")
+ENTER = Path(__file__).resolve().parent / "enter.py"
+
+
+def enter_argv(plan_file: Path, argv: list[str]) -> list[str]:
+    """The command that builds the root described in `plan_file` and runs argv in it."""
+    return [*UNSHARE_FULL, sys.executable, "-I", "-S", str(ENTER), str(plan_file), "--", *argv]
+
+
+@functools.cache
+def fresh_root_probe() -> tuple[bool, str]:
+    """(works, why not): a real root built from this machine's allow-list and a real
+    interpreter started in it, importing what every step imports first."""
+    import json
+    import tempfile
+
+    from sandbox.backend import Mount, StepSpec
+    from sandbox.local.rootfs import step_plan
+
+    if unshare_prefix() != UNSHARE_FULL:
+        return False, "no user, mount and pid namespaces here (unshare failed)"
+    with tempfile.TemporaryDirectory(prefix="labwarden-root-probe-") as tmp:
+        ws = Path(tmp) / "ws"
+        ws.mkdir()
+        step = StepSpec(name="probe", argv=(), env={}, mounts=(Mount(ws, "ws"),),
+                        workdir="ws", time_limit_s=30, log_path=Path(tmp) / "probe.log")
+        (Path(tmp) / "root").mkdir()
+        plan = Path(tmp) / "plan.json"
+        plan.write_text(json.dumps(step_plan(step, Path(tmp) / "root")), encoding="utf-8")
+        code = "import json, os, encodings, ctypes; print('ROOT_OK', json.dumps(os.listdir('/')))"
+        try:
+            done = subprocess.run(enter_argv(plan, [sys.executable, "-I", "-c", code]),
+                                  capture_output=True, text=True, timeout=60, check=False,
+                                  env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return False, f"the fresh root did not start: {e}"
+    if done.returncode == 0 and "ROOT_OK" in done.stdout:
+        return True, ""
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return False, (lines[-1] if lines else f"exit {done.returncode}")
+
+
+def best_level() -> str:
+    """The strongest isolation level that works here."""
+    if fresh_root_probe()[0]:
+        return "fresh-root"
+    return "namespaces" if has_mount_namespace(unshare_prefix()) else "none"
 
 
 def mount_script(read_only: list[Path], hidden: list[Path], writable: list[Path], cwd: Path) -> str:

@@ -34,7 +34,14 @@ def test_docker_conformance(name: str, docker_engine, suite_config) -> None:  # 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_local_conformance(name: str, suite_config) -> None:  # noqa: ANN001
+    from sandbox.errors import SandboxUnavailable
     from sandbox.local import LocalBackend
 
-    outcome = run_check(name, LocalBackend(), suite_config)
-    _judge("local", name, local_known_failures(), outcome)
+    backend = LocalBackend()
+    try:
+        outcome = run_check(name, backend, suite_config)
+    except SandboxUnavailable as e:
+        # Below the fresh root the backend refuses built-in data (the suite's workspace),
+        # as it must; its weaker levels are tested in test_sb_isolation.py.
+        pytest.skip(f"local backend at isolation {backend.isolation}: {e}")
+    _judge("local", name, local_known_failures(backend.isolation), outcome)

@@ -9,6 +9,7 @@ moved code does not either.
 
 from __future__ import annotations
 
+import ast
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,6 +149,17 @@ class CheckContext:
     def root(self) -> Path:
         return self.config.root
 
+    def only_constants_changed(self) -> bool:
+        """True when every chunk the patch changes, on both sides, only binds plain names to
+        literal values (`LR = 0.03`). Such a patch cannot change any whole-file fact about
+        functions, calls, loops or model code, so those analyses may skip it."""
+        key = ("only-constants",)
+        if key not in self.memo:
+            self.memo[key] = all(
+                _inert(mod) for state in self.python_files() for which in ("before", "after")
+                for _, mod in state.changed_chunks(which))
+        return bool(self.memo[key])
+
     def python_files(self) -> list[FileState]:
         """Files the patch leaves behind as Python source (analysable by AST rules)."""
         return [f for f in self.files if f.is_python and f.after is not None
@@ -214,6 +226,34 @@ class CheckContext:
             evidence=hit.evidence[:300],
             message=hit.message,
         )
+
+
+def _literal(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp):
+        return _literal(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _literal(node.left) and _literal(node.right)
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return all(_literal(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(k is not None and _literal(k) for k in node.keys) and all(
+            _literal(v) for v in node.values)
+    return False
+
+
+def _inert(mod: PyModule) -> bool:
+    for stmt in mod.tree.body:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) or isinstance(
+                stmt, ast.Pass):
+            continue
+        if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None and (
+                _literal(stmt.value)) and all(isinstance(t, ast.Name) for t in (
+                stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])):
+            continue
+        return False
+    return True
 
 
 def shift(hit: Hit, offset: int) -> Hit:

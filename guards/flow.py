@@ -12,6 +12,7 @@ over-approximates what runs; `guards/rules/training.py` turns this into verdicts
 from __future__ import annotations
 
 import ast
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from guards.pyast import PyModule
@@ -60,11 +61,10 @@ def stops(body: list[ast.stmt]) -> bool:
 class Fact:
     """One thing a scope does, with where it sits."""
 
-    kind: str  # effect | call | value | owner-call | loop | after
+    kind: str  # effect | call | value | loop | after
     what: str
     node: ast.AST
     mod: PyModule
-    offset: int
     inside: bool
     looping: bool = False
 
@@ -75,7 +75,6 @@ class Scope:
     kind: str  # module | def | lambda
     node: ast.AST
     mod: PyModule
-    offset: int
     cls: str | None = None
     implicit: bool = False
     facts: list[Fact] = field(default_factory=list)
@@ -86,35 +85,46 @@ class Scope:
 class FileFlow:
     scopes: list[Scope] = field(default_factory=list)
     defs: dict[str, list[Scope]] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
+    """Line offset of each chunk (by id of its PyModule): facts are cached per chunk."""
+
+
+@dataclass
+class ChunkFlow:
+    """What walking one chunk found; depends only on the chunk and the names it uses."""
+
+    module: Scope
+    scopes: list[Scope]
+    data_names: frozenset[str]
+    data_funcs: frozenset[str]
+    after: bool
 
 
 class _Walker:
-    def __init__(self, flow: FileFlow, mod: PyModule, offset: int, budget: frozenset[str],
-                 data_calls: tuple[str, ...], data_names: set[str],
-                 export_names: frozenset[str], params: dict[str, list[list[str]]],
-                 data_funcs: set[str]) -> None:
-        self.flow = flow
-        self.params = params
-        self.data_funcs = data_funcs
+    def __init__(self, mod: PyModule, budget: frozenset[str], data_calls: tuple[str, ...],
+                 data_names: set[str], export_names: frozenset[str],
+                 params: dict[str, list[list[str]]], data_funcs: set[str],
+                 defs: frozenset[str]) -> None:
         self.mod = mod
-        self.offset = offset
         self.budget = budget
         self.data_calls = data_calls
         self.data_names = data_names
         self.export_names = export_names
+        self.params = params
+        self.data_funcs = data_funcs
+        self.defs = defs
+        self.scopes: list[Scope] = []
 
     # -- scopes --------------------------------------------------------------------
     def scope(self, name: str | None, kind: str, node: ast.AST, cls: str | None,
               implicit: bool) -> Scope:
-        sc = Scope(name, kind, node, self.mod, self.offset, cls, implicit)
-        self.flow.scopes.append(sc)
-        if name:
-            self.flow.defs.setdefault(name, []).append(sc)
+        sc = Scope(name, kind, node, self.mod, cls, implicit)
+        self.scopes.append(sc)
         return sc
 
     def fact(self, sc: Scope, kind: str, what: str, node: ast.AST, inside: bool,
              looping: bool = False) -> None:
-        sc.facts.append(Fact(kind, what, node, self.mod, self.offset, inside, looping))
+        sc.facts.append(Fact(kind, what, node, self.mod, inside, looping))
 
     def is_budget_loop(self, node: ast.While | ast.For | ast.AsyncFor) -> bool:
         if not self.budget:
@@ -293,9 +303,9 @@ class _Walker:
                 called = isinstance(parent, ast.Call) and parent.func is n
                 if n.id in self.data_names and not called and not (
                         isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name)
-                        and (parent.func.id in self.flow.defs or parent.func.id == "next")):
+                        and (parent.func.id in self.defs or parent.func.id == "next")):
                     self.fact(sc, "effect", f"consumes the training data ({n.id})", n, inside)
-                elif n.id in self.flow.defs and not called:
+                elif n.id in self.defs and not called:
                     self.fact(sc, "value", n.id, n, inside)
             elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
                 parent = parents.get(id(n))
@@ -303,7 +313,7 @@ class _Walker:
                 if not called and n.attr in EFFECT_ATTRS:
                     self.fact(sc, "effect", f"takes .{n.attr} as a value", n, inside)
                 elif not called and isinstance(n.value, ast.Name) and n.value.id in (
-                        "self", "cls") and n.attr in self.flow.defs:
+                        "self", "cls") and n.attr in self.defs:
                     self.fact(sc, "value", n.attr, n, inside)
             for child in ast.iter_child_nodes(n):
                 parents[id(child)] = n
@@ -349,42 +359,130 @@ class _Walker:
                 self.data_names.add(k.arg)
 
 
+_CHUNKS: OrderedDict[tuple[object, ...], ChunkFlow] = OrderedDict()
+
+
+def _attrs(mod: PyModule) -> frozenset[str]:
+    got = mod.__dict__.get("_attr_names")
+    if got is None:
+        got = mod.__dict__["_attr_names"] = frozenset(
+            n.attr for n in mod.nodes if isinstance(n, ast.Attribute))
+    return got  # type: ignore[no-any-return]
+
+
+def _walk_chunk(mod: PyModule, budget: frozenset[str], data_calls: tuple[str, ...],
+                data_names: set[str], data_funcs: set[str], export_names: frozenset[str],
+                params: dict[str, list[list[str]]], defs: frozenset[str],
+                after: bool) -> ChunkFlow:
+    names = mod.chunk.names | _attrs(mod)
+    used_params = tuple(sorted((n, tuple(map(tuple, params[n]))) for n in names & params.keys()))
+    key = (id(mod), mod.identity, budget & names, frozenset(data_names & names),
+           frozenset(data_funcs & names), export_names & names, defs & names, used_params,
+           data_calls, after)
+    got = _CHUNKS.get(key)
+    if got is not None:
+        _CHUNKS.move_to_end(key)
+        return got
+    dn, df = set(data_names & names), set(data_funcs & names)
+    w = _Walker(mod, budget, data_calls, dn, export_names & names, params, df, defs)
+    module = Scope(None, "module", mod.tree, mod)
+    state = {"after": after}
+    w.run_module(mod.tree, module, state)
+    got = _CHUNKS[key] = ChunkFlow(module, w.scopes, frozenset(dn), frozenset(df),
+                                   state["after"])
+    if len(_CHUNKS) > 2048:
+        _CHUNKS.popitem(last=False)
+    return got
+
+
+# Words a chunk must mention for walking it to find anything (the rest is skipped).
+_EFFECT_WORDS = frozenset({*EFFECT_ATTRS, "next", "getattr", "autograd", "grad", "func", "vjp",
+                           "jvp", "jacrev", "jacfwd", "hessian"})
+
+
 def file_flow(modules: list[tuple[int, PyModule]], budget: frozenset[str],
               data_calls: tuple[str, ...], export_calls: tuple[str, ...]) -> FileFlow:
-    """The flow facts of one file version (its chunks in order)."""
-    names: set[str] = set()
-    params: dict[str, list[list[str]]] = {}
-    export_names: set[str] = set()
+    """The flow facts of one file version (its chunks in order).
+
+    Only chunks that mention something training-related are walked: an effect word, the
+    budget, the data iterator, the export, or a function already known to train or to own
+    the loop. A chunk mentioning none of these cannot add a fact any verdict uses.
+    """
+    defs: set[str] = set()
     for _, mod in modules:
-        for node in mod.nodes:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                names.add(node.name)
-                a = node.args
-                params.setdefault(node.name, []).append([x.arg for x in (*a.posonlyargs,
-                                                                         *a.args)])
-            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda) and len(
+        defs |= mod.chunk.defs
+        for node in mod.tree.body:  # module-level `f = lambda: ...` counts as a function
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda) and len(
                     node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                names.add(node.targets[0].id)
-            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name):
-                q = mod.qual(node.func) or (node.func.id if isinstance(node.func, ast.Name)
-                                            else None)
-                if q and first_match(q, export_calls):
-                    export_names.add(node.args[0].id)  # the model that gets exported
-    data_names: set[str] = set()
+                defs.add(node.targets[0].id)
+    export_words = {c.rsplit(".", 1)[-1] for c in export_calls}
+    data_words = {c.rsplit(".", 1)[-1] for c in data_calls}
+    export_names: set[str] = set()
+    early: set[str] = set()
+    params: dict[str, list[list[str]]] = {}
+    for _, mod in modules:
+        if mod.chunk.defs:
+            for node in mod.nodes:
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    a = node.args
+                    params.setdefault(node.name, []).append(
+                        [x.arg for x in (*a.posonlyargs, *a.args)])
+        if (mod.chunk.names | _attrs(mod)) & export_words:
+            for node in mod.nodes:
+                if isinstance(node, ast.Call) and node.args and isinstance(node.args[0],
+                                                                            ast.Name):
+                    q = mod.qual(node.func) or (node.func.id if isinstance(node.func, ast.Name)
+                                                else None)
+                    if q and first_match(q, export_calls):
+                        export_names.add(node.args[0].id)  # the model that gets exported
+        if (mod.chunk.names | _attrs(mod)) & data_words:
+            for node in mod.nodes:  # `batches = train_batches(...)`: known before the walk
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                    q = mod.qual(node.value.func)
+                    if q and first_match(q, data_calls):
+                        early.update(n.id for t in node.targets for n in ast.walk(t)
+                                     if isinstance(n, ast.Name))
+    frozen_defs, exports = frozenset(defs), frozenset(export_names)
+    data_names: set[str] = set(early)
     data_funcs: set[str] = set()
-    flow = FileFlow()
-    for _ in range(3):  # later passes see names tainted by later code
-        seen = (len(data_names), len(data_funcs))
-        flow = FileFlow(defs={n: [] for n in names})
-        if not modules:
-            return flow
-        module_scope = Scope(None, "module", modules[0][1].tree, modules[0][1], 0)
-        flow.scopes.append(module_scope)
-        module_state = {"after": False}
-        for offset, mod in modules:
-            w = _Walker(flow, mod, offset, budget, data_calls, data_names,
-                        frozenset(export_names), params, data_funcs)
-            w.run_module(mod.tree, module_scope, module_state)
-        if (len(data_names), len(data_funcs)) == seen:
+    chunks: dict[int, ChunkFlow] = {}
+    words = set(_EFFECT_WORDS | budget | data_words | exports | export_words)
+    for _ in range(8):  # until nothing new is learnt (walks are cached per chunk)
+        seen = (len(data_names), len(data_funcs), len(words))
+        after = False
+        for i, (_, mod) in enumerate(modules):
+            if not (mod.chunk.names | _attrs(mod)) & words:
+                continue
+            cf = _walk_chunk(mod, budget, data_calls, data_names, data_funcs, exports, params,
+                             frozen_defs, after)
+            data_names |= cf.data_names
+            data_funcs |= cf.data_funcs
+            after = cf.after
+            chunks[i] = cf
+            for sc in cf.scopes:  # callers of what trains or owns the loop matter too
+                if sc.name and (sc.budget_loops or any(
+                        f.kind in ("effect", "after") or (f.kind == "call" and f.what in words)
+                        for f in sc.facts)):
+                    words.add(sc.name)
+            if cf.module.budget_loops:
+                words |= defs & (mod.chunk.names | _attrs(mod))
+        words |= data_names | data_funcs
+        if (len(data_names), len(data_funcs), len(words)) == seen:
             break
+    flow = FileFlow(defs={n: [] for n in defs})
+    if not modules:
+        return flow
+    module_scope = Scope(None, "module", modules[0][1].tree, modules[0][1])
+    flow.scopes.append(module_scope)
+    for i, (offset, mod) in enumerate(modules):
+        cf = chunks.get(i)
+        if cf is None:
+            continue
+        flow.offsets[id(mod)] = offset
+        module_scope.facts.extend(cf.module.facts)
+        module_scope.budget_loops += cf.module.budget_loops
+        for sc in cf.scopes:
+            flow.scopes.append(sc)
+            if sc.name:
+                flow.defs.setdefault(sc.name, []).append(sc)
     return flow

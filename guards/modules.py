@@ -17,11 +17,13 @@ _SUFFIXES = (".py", ".pyc", ".pyw", ".so", ".pyd")
 
 
 @lru_cache(maxsize=4096)
-def _listing(folder: str) -> frozenset[str]:
+def _listing(folder: str) -> dict[str, bool]:
+    """Entries of a folder and whether each is a folder (one scandir, no stat per name)."""
     try:
-        return frozenset(os.listdir(folder))
+        with os.scandir(folder) as it:
+            return {e.name: e.is_dir() for e in it}
     except OSError:
-        return frozenset()
+        return {}
 
 
 def _search_path(extra: tuple[str, ...]) -> tuple[str, ...]:
@@ -33,7 +35,7 @@ def _search_path(extra: tuple[str, ...]) -> tuple[str, ...]:
 def _child(folder: str, name: str) -> tuple[str, bool] | None:
     """(path, is_package) when `name` is importable from `folder`."""
     entries = _listing(folder)
-    if name in entries and os.path.isdir(os.path.join(folder, name)):
+    if entries.get(name):
         return os.path.join(folder, name), True
     for entry in entries:
         if entry.startswith(name + ".") and entry.endswith(_SUFFIXES):
@@ -73,17 +75,11 @@ def top_level_names(root: str | None = None) -> frozenset[str]:
     names = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
     folders = _search_path((root,) if root else ())
     for folder in folders:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            name = entry.name
+        for name, is_dir in _listing(folder).items():
             if name.endswith((".dist-info", ".egg-info", ".pth")) or name.startswith("."):
                 continue
             stem = name.split(".", 1)[0]
-            if stem.isidentifier() and (name.endswith(_SUFFIXES) or (
-                    "." not in name and entry.is_dir())):
+            if stem.isidentifier() and (name.endswith(_SUFFIXES) or ("." not in name and is_dir)):
                 names.add(stem)
     names.discard("__pycache__")
     return frozenset(names)

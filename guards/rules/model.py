@@ -204,6 +204,8 @@ class ExportModeRule(Rule):
                    "indexes input rows: behaviour the evaluator's probes would not see.")
 
     def check(self, patch: Patch, context: CheckContext) -> list[Finding]:
+        if context.only_constants_changed():
+            return []
         out = []
         for state in context.python_files():
             old = Counter(h.signature for h in self._hits(state, "before"))
@@ -225,13 +227,8 @@ class ExportModeRule(Rule):
         fns: dict[str, list[tuple[int, PyModule, ast.FunctionDef | ast.AsyncFunctionDef,
                                   bool]]] = {}
         for offset, mod in analysis.modules:
-            if not any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) for n in mod.tree.body
-                       ) and not any(isinstance(n, ast.ClassDef) for n in mod.tree.body):
-                continue
-            for node in mod.nodes:
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                    method = isinstance(mod.parents.get(node), ast.ClassDef)
-                    fns.setdefault(node.name, []).append((offset, mod, node, method))
+            for node, method in _defs(mod):
+                fns.setdefault(node.name, []).append((offset, mod, node, method))
         todo = [f for name in ("forward", "__call__") for f in fns.get(name, []) if f[3]]
         seen: set[int] = set()
         hits: list[Hit] = []
@@ -240,23 +237,42 @@ class ExportModeRule(Rule):
             if id(fn) in seen:
                 continue
             seen.add(id(fn))
-            hits.extend(_model_function(mod, fn, offset, root=fn.name in ("forward", "__call__")
-                                        and method))
-            for n in ast.walk(fn):
-                if isinstance(n, ast.Call):
-                    callee = n.func.id if isinstance(n.func, ast.Name) else (
-                        n.func.attr if isinstance(n.func, ast.Attribute) else None)
-                    if callee and callee not in ("forward", "__call__"):
-                        todo.extend(fns.get(callee, []))
+            found, callees = _model_function(mod, fn, root=fn.name in ("forward", "__call__")
+                                             and method)
+            hits.extend(Hit(h.signature, h.line + offset if h.line else 0, h.message, h.evidence)
+                        for h in found)
+            for callee in callees:
+                if callee not in ("forward", "__call__"):
+                    todo.extend(fns.get(callee, []))
         _CACHE[key] = hits
         if len(_CACHE) > 256:
             _CACHE.popitem(last=False)
         return hits
 
 
-def _model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, offset: int,
-                    root: bool) -> list[Hit]:
-    """Export-mode facts of one function of model code."""
+def _defs(mod: PyModule) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, bool]]:
+    """Every function of a chunk, and whether it is a method (cached on the chunk)."""
+    got = mod.__dict__.get("_fn_defs")
+    if got is None:
+        got = mod.__dict__["_fn_defs"] = [
+            (n, isinstance(mod.parents.get(n), ast.ClassDef)) for n in mod.nodes
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return got  # type: ignore[no-any-return]
+
+
+def _model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, root: bool
+                    ) -> tuple[list[Hit], list[str]]:
+    """Export-mode facts of one function of model code (chunk-relative lines), and the
+    names it calls (cached on the chunk: unchanged code is analysed once)."""
+    cache = mod.__dict__.setdefault("_export_mode", {})
+    key = (id(fn), root)
+    if key not in cache:
+        cache[key] = _analyse_model_function(mod, fn, root)
+    return cache[key]  # type: ignore[no-any-return]
+
+
+def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef,
+                            root: bool) -> tuple[list[Hit], list[str]]:
     a = fn.args
     params = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
     if params and params[0] in ("self", "cls"):
@@ -265,10 +281,18 @@ def _model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, o
         {a.kwarg.arg} if a.kwarg else set())
     batch: set[str] = set()
     first = params[0] if params else None
+    nodes: list[ast.AST] = []
     parents: dict[int, ast.AST] = {}
-    for n in ast.walk(fn):
+    todo: list[ast.AST] = [fn]
+    while todo:
+        n = todo.pop()
+        nodes.append(n)
         for c in ast.iter_child_nodes(n):
             parents[id(c)] = n
+            todo.append(c)
+    callees = [n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+               for n in nodes if isinstance(n, ast.Call) and isinstance(
+                   n.func, ast.Name | ast.Attribute)]
 
     def is_batch_expr(e: ast.AST) -> bool:
         """`x.size(0)`, `x.shape[0]`, `len(x)` of an input, or a name holding one."""
@@ -287,68 +311,65 @@ def _model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, o
             return True
         return False
 
-    for _ in range(2):  # taint flows through assignments (in order, then once more)
-        for n in ast.walk(fn):
-            if not isinstance(n, ast.Assign | ast.AugAssign | ast.AnnAssign) or n.value is None:
-                continue
-            tlist = n.targets if isinstance(n, ast.Assign) else [n.target]
-            value_names = _names(n.value)
+    assigns = []
+    for n in nodes:
+        if isinstance(n, ast.Assign | ast.AugAssign | ast.AnnAssign) and n.value is not None:
+            value_nodes = list(ast.walk(n.value))
+            value_names = {x.id for x in value_nodes if isinstance(x, ast.Name)}
             shape_read = any(isinstance(x, ast.Attribute) and x.attr in MODE_ATTRS or (
                 isinstance(x, ast.Call) and isinstance(x.func, ast.Attribute)
-                and x.func.attr in MODE_CALLS) for x in ast.walk(n.value))
+                and x.func.attr in MODE_CALLS) for x in value_nodes)
+            tlist = n.targets if isinstance(n, ast.Assign) else [n.target]
+            assigns.append((n, tlist, value_nodes, value_names, shape_read))
+    assigns.sort(key=lambda t: (t[0].lineno, t[0].col_offset))
+    rows = {first} if first else set()
+    for _ in range(2):  # taint flows through assignments (in order, then once more)
+        for n, tlist, value_nodes, value_names, shape_read in assigns:
             for t in tlist:
                 names = [x.id for x in ast.walk(t) if isinstance(x, ast.Name)]
                 if value_names & tainted or shape_read:
                     tainted.update(names)
+                v = n.value
                 # B, T, C = x.shape: the first name is the batch size
                 if isinstance(t, ast.Tuple) and t.elts and isinstance(t.elts[0], ast.Name) and (
-                        isinstance(n.value, ast.Attribute) and n.value.attr == "shape"
-                        or isinstance(n.value, ast.Call) and isinstance(n.value.func,
-                                                                       ast.Attribute)
-                        and n.value.func.attr == "size" and not n.value.args) and (
-                        _names(n.value) & tainted):
+                        isinstance(v, ast.Attribute) and v.attr == "shape"
+                        or isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute)
+                        and v.func.attr == "size" and not v.args) and value_names & tainted:
                     batch.add(t.elts[0].id)
-                elif isinstance(t, ast.Name) and (is_batch_expr(n.value) or any(
-                        is_batch_expr(x) for x in ast.walk(n.value)
-                        if not isinstance(x, ast.Name) or x.id in batch)):
+                elif isinstance(t, ast.Name) and any(is_batch_expr(x) for x in value_nodes):
                     batch.add(t.id)
+                # tensors computed from the first input (not lists of them): rows = the batch
+                if isinstance(t, ast.Name) and value_names & rows and not isinstance(
+                        v, ast.List | ast.ListComp | ast.Tuple | ast.Dict) and not any(
+                        isinstance(x, ast.Call) and isinstance(x.func, ast.Attribute)
+                        and x.func.attr in ("split", "chunk", "unbind", "tolist")
+                        for x in value_nodes):
+                    rows.add(t.id)
 
-    # Tensors computed from the first input (not lists of them): their rows are the batch.
-    rows = {first} if first else set()
-    for _ in range(2):
-        for n in ast.walk(fn):
-            if isinstance(n, ast.Assign) and _names(n.value) & rows and not isinstance(
-                    n.value, ast.List | ast.ListComp | ast.Tuple | ast.Dict) and not any(
-                    isinstance(x, ast.Call) and isinstance(x.func, ast.Attribute)
-                    and x.func.attr in ("split", "chunk", "unbind", "tolist")
-                    for x in ast.walk(n.value)):
-                rows.update(t.id for t in n.targets if isinstance(t, ast.Name))
     out: list[Hit] = []
 
     def report(node: ast.AST, message: str, tag: str) -> None:
-        h = hit(mod, node, message, tag, fn.name)
-        out.append(Hit(h.signature, h.line + offset if h.line else 0, h.message, h.evidence))
+        out.append(hit(mod, node, message, tag, fn.name))
 
-    tests: list[ast.AST] = []
-    for n in ast.walk(fn):
+    for n in nodes:
+        tests: list[ast.AST] = []
         if isinstance(n, ast.If | ast.While | ast.IfExp):
             tests.append(n.test)
         elif isinstance(n, ast.comprehension):
             tests.extend(n.ifs)
         elif isinstance(n, ast.Match):
             tests.append(n.subject)
-    for test in tests:
-        why = _condition_problem(mod, test, tainted)
-        if why:
-            report(test, f"model code branches on {why}: the exported model must compute the "
-                   "same function in every mode, on every row and batch size.", "branch")
-    for n in ast.walk(fn):
-        if is_batch_expr(n) and not isinstance(n, ast.Name) or (
+        for test in tests:
+            why = _condition_problem(mod, test, tainted)
+            if why:
+                report(test, f"model code branches on {why}: the exported model must compute "
+                       "the same function in every mode, on every row and batch size.", "branch")
+        if isinstance(n, ast.Call | ast.Subscript) and is_batch_expr(n) or (
                 isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in batch):
             if not _in_shape_call(n, parents) and not _assigned(n, parents):
                 report(n, "model code uses the batch size other than to reshape: it could "
                        "treat the evaluator's batches differently.", "batch")
-        if root and first and isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and (
+        if root and isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and (
                 n.value.id in rows):
             idx = n.slice.elts[0] if isinstance(n.slice, ast.Tuple) and n.slice.elts else n.slice
             full = isinstance(idx, ast.Slice) and idx.lower is None and idx.upper is None and (
@@ -356,7 +377,7 @@ def _model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, o
             if not full and not (isinstance(idx, ast.Constant) and idx.value in (None, Ellipsis)):
                 report(n, f"forward indexes rows of its input {first}: every row must be "
                        "treated alike.", "rows")
-    return out
+    return out, callees
 
 
 def _names(node: ast.AST) -> set[str]:

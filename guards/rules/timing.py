@@ -170,7 +170,9 @@ class _Summary:
     tests: list[_Test] = field(default_factory=list)
     assigns: list[tuple[frozenset[str], frozenset[str], str | None]] = field(
         default_factory=list)
-    writes: list[tuple[frozenset[str], Hit, str | None]] = field(default_factory=list)
+    writes: list[tuple[frozenset[str], tuple[PyModule, ast.AST], str | None]] = field(
+        default_factory=list)
+    """Statements binding names: (names, (chunk, statement), the helper it came from)."""
     env_hits: list[Hit] = field(default_factory=list)
     calls: list[tuple[str, tuple[tuple[int | str, str], ...]]] = field(default_factory=list)
     """Calls of bare-named functions with name arguments: (callee, ((position|keyword, name)))."""
@@ -371,8 +373,11 @@ class BudgetRule(Rule):
                                         "budget may not change.", "stop", t.chain), offset))
             out.extend(norm(h, offset) for h in sm.env_hits)
             if sm.targets & watched:
-                out.extend(norm(h, offset) for targets, h, via in sm.writes
-                           if targets & watched and not passes(via))
+                for targets, (mod, node), via in sm.writes:
+                    if targets & watched and not passes(via):
+                        out.append(norm(hit(mod, node, "writes to the clock or budget variables "
+                                            "may not change.", "write", _chain(mod, node)),
+                                        offset))
         return out
 
     def _summarise(self, mod: PyModule, ctx: CheckContext) -> _Summary:
@@ -409,9 +414,7 @@ class BudgetRule(Rule):
                     if isinstance(n, ast.NamedExpr):
                         values = _value_names(n.value, skip)
                         sm.assigns.append((frozenset({n.target.id}), values, None))
-                        sm.writes.append((frozenset({n.target.id}), hit(
-                            mod, n, "writes to the clock or budget variables may not change.",
-                            "write", _chain(mod, n)), None))
+                        sm.writes.append((frozenset({n.target.id}), (mod, n), None))
                 continue
             if isinstance(stmt, _COMPOUND):
                 continue
@@ -438,9 +441,7 @@ class BudgetRule(Rule):
                 values = frozenset() if value is None else _value_names(value, skip)
                 via = _callee(value)
                 sm.assigns.append((frozenset(binds), values, via))
-                sm.writes.append((frozenset(binds), hit(
-                    mod, stmt, "writes to the clock or budget variables may not change.",
-                    "write", _chain(mod, stmt)), via))
+                sm.writes.append((frozenset(binds), (mod, stmt), via))
         for st in mod.stores:
             if st.qual in ("os.environ", "os.environb") and st.key in env_names:
                 sm.env_hits.append(hit(mod, st.node, "writes the time budget's environment "

@@ -28,7 +28,8 @@ from guards.rules.timing import BudgetRule
 _CACHE: OrderedDict[tuple[object, ...], list[Hit]] = OrderedDict()
 
 
-def _hit(f: Fact, message: str, tag: str, budget_word: re.Pattern[str] | None) -> Hit:
+def _hit(f: Fact, message: str, tag: str, budget_word: re.Pattern[str] | None,
+         offsets: dict[int, int]) -> Hit:
     node = f.node
     if isinstance(node, ast.For | ast.AsyncFor | ast.While):
         text = header(node)
@@ -40,7 +41,8 @@ def _hit(f: Fact, message: str, tag: str, budget_word: re.Pattern[str] | None) -
     if budget_word is not None:
         text = budget_word.sub("BUDGET", text)
     line = getattr(node, "lineno", 0)
-    return Hit((tag, f.what, text), line + f.offset if line else 0, message,
+    offset = offsets.get(id(f.mod), 0)
+    return Hit((tag, f.what, text), line + offset if line else 0, message,
                f.mod.line_text(line))
 
 
@@ -99,34 +101,34 @@ def verdicts(flow: FileFlow, budget: frozenset[str]) -> list[Hit]:
         for f in sc.facts:
             if f.kind == "loop":
                 out.append(_hit(f, "a budget loop: a patch may not add another one (a second "
-                                "training phase).", "loop", word))
+                                "training phase).", "loop", word, flow.offsets))
             elif f.kind == "after":
                 out.append(_hit(f, f"{f.what} after the timed loop: the exported model must be "
-                                "the one the loop trained.", "after", word))
+                                "the one the loop trained.", "after", word, flow.offsets))
             elif f.inside or exempt:
                 continue
             elif f.kind == "effect":
                 out.append(_hit(f, f"{f.what} outside the budget loop: training must happen "
-                                "inside the timed loop.", "effect", word))
+                                "inside the timed loop.", "effect", word, flow.offsets))
             elif f.kind == "call" and f.what in trains and f.what not in owners:
                 out.append(_hit(f, f"calls {f.what}(), which trains, outside the budget loop.",
-                                "call", word))
+                                "call", word, flow.offsets))
             elif f.kind == "value":
                 lam = by_node.get(id(f.node)) if f.what == "<lambda>" else None
                 if f.what in trains or f.what in owners or (
                         lam is not None and id(lam.node) in anonymous):
                     out.append(_hit(f, f"hands out {f.what}, which trains, as a value (a hook, "
                                     "a callback, a decorator): it could run outside the loop.",
-                                    "value", word))
+                                    "value", word, flow.offsets))
     for name in owners:
         sites = calls.get(name, [])
         for _, f in sites[1:]:
             out.append(_hit(f, f"calls {name}(), which runs the budget loop, a second time.",
-                            "owner-again", word))
+                            "owner-again", word, flow.offsets))
         for _, f in sites:
             if f.looping or f.inside:
                 out.append(_hit(f, f"calls {name}(), which runs the budget loop, inside a loop.",
-                                "owner-loop", word))
+                                "owner-loop", word, flow.offsets))
     return out
 
 
@@ -137,6 +139,8 @@ class OutsideLoopRule(Rule):
                    "a second budget loop or a second run of it; the model replaced after it.")
 
     def check(self, patch: Patch, context: CheckContext) -> list[Finding]:
+        if context.only_constants_changed():
+            return []
         out = []
         for state in context.python_files():
             old = Counter(h.signature for h in self._hits(state, "before", context))

@@ -5,11 +5,12 @@
 For the tiny profile, runs a whole evaluation step (`python -m eval_frozen.evaluate`, as
 the sandbox runs it: interpreter, seal, load, scoring, probes) on the trainer's GPT at the
 tiny size, with the evaluator of commit --old (default: the last one with the fixed probe
-set) and of commit --new (default HEAD), alternating, each on its own prepared and sealed
-copy of the tiny data. Prints each part (load, scoring, probes, the whole step) as the
-fastest and the median of the repeats. Both trees are read with `git archive` (no
-worktree, no checkout; uncommitted changes do not count). Numbers depend on the machine
-and on what else runs on it.
+set) and that of commit --new (default HEAD), alternating, each on its own prepared and
+sealed copy of the tiny data. Both trees are the --old tree (read with `git archive`: no
+worktree, no checkout, uncommitted changes do not count); the new one has the evaluator's
+own files of --new laid over it, so both score the same validation rows and must agree on
+val_bpb. Prints each part (load, scoring, probes, the whole step) as the fastest and the
+median of the repeats. Numbers depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing
 
 OLD_REV = "eb24d93"  # the evaluator with probes at fixed positions on 2 and 4 rows
 WORKSPACE_ITEMS = ("eval_frozen", "labwarden.toml")
+# The evaluator proper; data preparation and sources stay those of --old in both trees.
+EVALUATOR_FILES = ("evaluate.py", "probes.py", "model_io.py", "profiles.py")
 
 
 def tree_at(rev: str, dest: Path) -> Path:
@@ -40,6 +43,14 @@ def tree_at(rev: str, dest: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
     return dest
+
+
+def overlay_evaluator(rev: str, tree: Path) -> Path:
+    for name in EVALUATOR_FILES:
+        text = subprocess.run(["git", "show", f"{rev}:eval_frozen/{name}"], cwd=REPO_ROOT,
+                              capture_output=True, check=True).stdout
+        (tree / "eval_frozen" / name).write_bytes(text)
+    return tree
 
 
 def prepare(ws: Path) -> Path:
@@ -102,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="lw-bench-eval-") as tmp:
         tmp = Path(tmp)
-        trees = {"before": tree_at(args.old, tmp / "old"), "after": tree_at(args.new, tmp / "new")}
+        trees = {"before": tree_at(args.old, tmp / "old"),
+                 "after": overlay_evaluator(args.new, tree_at(args.old, tmp / "new"))}
         data = {name: prepare(ws) for name, ws in trees.items()}
         model = export_gpt(tmp / "model.pt2")
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}

@@ -44,7 +44,7 @@ class Limits:
     cpus: float | None = None
     """CPU cores (Docker); None: no cap."""
     shm_mb: int = 1024
-    """Shared memory for data loaders (Docker)."""
+    """Shared memory for data loaders: a private /dev/shm (Docker, the local fresh root)."""
     tmpfs_mb: int = 2048
     """Scratch /tmp, exec allowed for compiled kernels."""
     file_size_mb: int = 4096
@@ -68,9 +68,11 @@ class StepSpec:
     gpus: str | list[int] | None = None
     protect: tuple[Path, ...] = ()
     """Host folders a step must not write to even by absolute path (the workspace). A
-    container never sees them; the local backend remounts them read-only."""
+    container and the local fresh root never show them; the local backend's weaker
+    levels remount them read-only."""
     hide: tuple[Path, ...] = ()
-    """Host folders a step must not read even by absolute path (the validation split)."""
+    """Host folders a step must not read even by absolute path (the validation split).
+    Never shown unless inside a mount, where they are covered by an empty folder."""
 
 
 @dataclass

@@ -6,6 +6,13 @@ did about it. A backend that cannot give a guarantee names it in `KNOWN_FAILURES
 the reason; the tests expect exactly those to fail, so a silent regression or a silent
 improvement both show up.
 
+Every check that looks for something first shows, on the host, that it is there (the
+listener answers, the marker was written, the excerpts are found in the host's copies of
+the validation text), so a broken check cannot pass by finding nothing. The widest,
+`val_text_unreadable`, searches every file the training step can read, containers and
+compressed members included (a minute or so); `probe_exposure` is the doctor's quick
+version of it and of the marker checks.
+
 Use: `prepare_workspace(prepared, dest)` once (a copy of a prepared tiny workspace with
 small limits), then `run_check(name, backend, config)` per check.
 """
@@ -373,7 +380,7 @@ def _scan_file(path: str, needles: dict, found: dict, stats: dict, depth: int = 
             if head.startswith(b"PK\x03\x04"):
                 with zipfile.ZipFile(io.BytesIO(data)) as z:
                     for info in z.infolist():
-                        if not info.is_dir() and info.file_size < (512 << 20):
+                        if not info.is_dir() and info.file_size < (256 << 20):
                             inner(z.read(info), f"{where}!{info.filename}", level + 1)
             elif head.startswith(b"\x1f\x8b"):
                 inner(gzip.decompress(data), f"{where}!gunzip", level + 1)
@@ -394,7 +401,7 @@ def _scan_file(path: str, needles: dict, found: dict, stats: dict, depth: int = 
             if head.startswith(b"PK\x03\x04"):
                 with zipfile.ZipFile(f) as z:
                     for info in z.infolist():
-                        if not info.is_dir() and info.file_size < (512 << 20):
+                        if not info.is_dir() and info.file_size < (256 << 20):
                             inner(z.read(info), f"{path}!{info.filename}", depth + 1)
             elif head.startswith(b"\x1f\x8b"):
                 with gzip.open(f) as g:

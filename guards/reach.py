@@ -263,7 +263,9 @@ class _Scan:
             self.hit("attribute", node, f"os.path.{rest[1]} is not one of the os.path names "
                      "training code may use.", f"os.path.{rest[1]}")
             return
-        if a in top_level_names() and (len(rest) > 1 or pos is not None):
+        # `datetime.datetime`, `copy.copy`: a module's eponymous member, not a re-export
+        if a in top_level_names() and a != m.rsplit(".", 1)[-1] and (
+                len(rest) > 1 or pos is not None):
             self.hit("attribute", node, f"{m}.{a} reaches the module {a} through {m}: import "
                      "what you need by its own name (if it is allowed at all).", f"{m}.{a}")
 

@@ -17,11 +17,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(HERE))
 
-from edits import CHEATS, LEGIT, SEED_ONLY  # noqa: E402
-
-SECTION = "<next section>"
-"""An edit `(SECTION, None, "")` starts a second section for the same files, diffed against
-the text the first one leaves: what `git apply` stacks and a per-section check would not."""
+from edits import CHEATS, LEGIT, SECTION, SEED_ONLY  # noqa: E402
 
 
 def make_patch(edits: list[tuple[str, str | re.Pattern[str] | None, str]],

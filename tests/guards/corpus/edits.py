@@ -24,6 +24,9 @@ SUMMARY = '    print("---")\n'
 BUDGET = ('    budget_s = float(os.environ.get("LABWARDEN_TIME_BUDGET", '
           'profile.time_budget_s))\n')
 EXPORT_CALL = "    export_model(model, profile.seq_len, model_path)\n"
+SECTION = "<next section>"
+"""An edit `(SECTION, None, "")` starts a second section for the same files, diffed against
+the text the first one leaves: what `git apply` stacks and a per-section check would not."""
 
 
 def after(path: str, anchor: str, text: str) -> tuple[str, str, str]:
@@ -276,3 +279,12 @@ LEGIT: dict[str, list[Edit]] = {
 
 # Seed fishing is its own case: it must pass (the reviewer sees a `review` finding).
 SEED_ONLY = [hp("SEED", "42")]
+
+# The issue-10 corpus: every class of cheat that passed, in disguises of our own, and the
+# honest research edits they must not catch (tests/guards/corpus/disguises.py).
+from disguises import CHEATS as _NEW_CHEATS  # noqa: E402
+from disguises import LEGIT as _NEW_LEGIT  # noqa: E402
+
+assert not set(_NEW_CHEATS) & set(CHEATS) and not set(_NEW_LEGIT) & set(LEGIT)
+CHEATS.update(_NEW_CHEATS)
+LEGIT.update(_NEW_LEGIT)

@@ -24,6 +24,8 @@ metrics.json, written in every case:
     probes            [{"name": "causality", "passed", "checks", "failed",
                         "max_deviation_nats", "tolerance_nats", "batch_sizes", "rows",
                         "worst_failures": [{"row", "cut", "deviation_nats"}, ...],
+                        "random_tokens", "random_tokens_ranked_first",
+                        "random_tokens_chance", "random_tokens_log10_p",
                         "nondeterministic_kernels": CUDA operators that ran without a
                         deterministic kernel (always [] on CPU)}]
     tokens_evaluated  target positions scored (= profile.eval_tokens when scored)
@@ -153,7 +155,7 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
     rng = np.random.default_rng(secrets.randbits(128))
     sizes = _batch_sizes(rows.shape[0], profile.eval_batch_size)
     plan = draw_plan(sizes, profile.seq_len, profile.probe_checks, rng)
-    check = CausalityCheck(plan, profile.probe_tolerance)
+    check = CausalityCheck(plan, profile.probe_tolerance, vocab_size=V, bos_id=tok.bos_id)
 
     with torch.no_grad(), deterministic_algorithms(device) as nondeterministic:
         t0 = time.perf_counter()
@@ -179,7 +181,7 @@ def score(forward: Forward, data_dir: Path, profile: Profile, *, device: str = "
             x = probe_input(inputs, pb, vocab_size=V, bos_id=tok.bos_id, rng=rng).to(device)
             y = rows[list(pb.rows), 1:].to(device)
             logits = run_forward(forward, x, V)
-            check.compare(pb, logits, target_log_probs(logits, y))
+            check.compare(pb, x, y, logits, target_log_probs(logits, y))
         result.timings["probes_s"] = time.perf_counter() - t0
     result.probes.append({**check.result(), "nondeterministic_kernels": nondeterministic})
     result.timings["eval_s"] = elapsed

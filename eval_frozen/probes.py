@@ -15,11 +15,11 @@ comparison shows any such dependence:
 1. Scoring runs first, on every validation row; for the rows and cuts drawn below it keeps
    the log-probabilities it produced (those summed into the score).
 2. The plan is drawn in this process, at evaluation time, from the OS's randomness
-   (`secrets`), never from the profile or a seed a trainer could read: checks (row r,
-   cut c) uniform over all scored rows and positions (c in 0..T-1), grouped into probe
-   batches of exactly the scoring batch sizes (the partial last batch too: its rows are
-   probed in batches of its size), distinct rows in each batch, in a random order, so a
-   row's neighbours and index differ from its scoring batch.
+   (`secrets`), never from the profile or a seed a trainer could read: N checks (row r,
+   cut c), every position c in 0..T-1 cut equally often, each on a scored row drawn
+   uniformly, grouped into probe batches of exactly the scoring batch sizes (the partial
+   last batch too: its rows are probed in batches of its size), distinct rows in each
+   batch, in a random order, so a row's neighbours and index differ from its scoring batch.
 3. In each probe row the tokens after c are replaced, each by a token drawn uniformly from
    the ordinary ones (not BOS) other than the original. Random, not a fixed map: a model
    could invert a fixed map and recover the text it must not see.
@@ -27,17 +27,26 @@ comparison shows any such dependence:
    log-probabilities there are the same. Compared, in nats: the target's log-probability
    at every position <= c, and the whole distribution at c. A check fails when either
    moves by more than `profile.probe_tolerance`; one failed check rejects the model.
+5. At positions >= c the next input token is one the evaluator drew at random: a model
+   that ranks those first more often than chance allows reads its future (random-token
+   test, see CausalityCheck; an honest model fails it with probability < 1e-9, whatever
+   its numerics). Tens of thousands of positions per run, at every position of the row.
 
 A model that reads token c+1 (or any later one), another row, or the batch layout, at a
 checked (row, c), shows it unless its output at c comes out the same for the probe's
 random replacement and neighbours, that is, unless what it read did not change its output
-there. The (row, c) pairs are drawn uniformly and independently across probe batches
-(without replacement inside one, which only helps; with a partial last batch each batch
-size gets at least its share of the checks, which keeps the bound), so a model whose
-output moves at a fraction f of scored (row, position) pairs evades all N checks with
-probability at most (1 - f)^N. Per profile (`probe_checks`):
+there. Given the cuts, the checks' rows are independent and uniform (see _draw_class), so
+a model whose output moves at a fraction f of scored (row, position) pairs evades all N
+checks with probability at most (1 - f)^N (with a partial last batch each batch size gets
+at least its share of the checks, which keeps the bound). And because every position is
+cut N / T times, one that moves at a single position c in a fraction g of the rows evades
+with probability at most (1 - g)^(N / T): never, if it cheats there in every row. Per
+profile (`probe_checks`):
     tiny, small  N = 512:  f = 1% -> 5.8e-3;  2% -> 3.3e-5;  5% -> 3.9e-12;  10% -> 3.8e-24
     gpu          N = 2048: f = 0.1% -> 0.13;  0.5% -> 3.5e-5;  1% -> 1.2e-9
+The random-token test adds many more checks for cheats active in the probes' random text:
+one that copies the next token at a single position p meets about N (p + 1) / T random
+tokens there (tiny, p = 100: ~400, where chance allows ~0.4).
 Cost: N rows more through the model, on top of the profile's eval rows (tiny: 256 rows
 scored, 512 probed; gpu: 10240 scored, 2048 probed, +20%).
 
@@ -85,6 +94,8 @@ if TYPE_CHECKING:
     import torch
 
 Forward = Callable[["torch.Tensor"], Any]
+# The random-token test fails below this ln-probability (1e-9) of an honest model's count.
+RANDOM_TOKEN_LOG_P = math.log(1e-9)
 
 
 def check_logits(out: object, batch: int, seq_len: int, vocab_size: int) -> torch.Tensor:
@@ -150,6 +161,8 @@ def draw_plan(batch_sizes: list[int], seq_len: int, checks: int,
     `batch_sizes`: the scoring batches in order (rows are numbered consecutively). Each
     distinct size gets its share of the checks, rounded up to whole batches, at least one.
     """
+    import numpy as np
+
     by_size: dict[int, list[int]] = {}
     start = 0
     for size in batch_sizes:
@@ -158,11 +171,50 @@ def draw_plan(batch_sizes: list[int], seq_len: int, checks: int,
     plan = []
     for size, rows in sorted(by_size.items(), reverse=True):
         n_batches = max(1, math.ceil(checks * len(rows) / start / size))
-        for _ in range(n_batches):
-            picked = rng.choice(rows, size=size, replace=False)  # a random order, too
-            cuts = rng.integers(0, seq_len, size=size)
-            plan.append(ProbeBatch(tuple(int(r) for r in picked), tuple(int(c) for c in cuts)))
+        plan += _draw_class(np.asarray(rows), size, n_batches, seq_len, rng)
     return plan
+
+
+def _draw_class(rows: np.ndarray, size: int, n_batches: int, seq_len: int,
+                rng: np.random.Generator) -> list[ProbeBatch]:
+    """The probe batches for the scored rows of one batch size.
+
+    Cuts are stratified: each position 0..T-1 is cut equally often (the remainder on
+    positions drawn without replacement), in a random order; rows are drawn uniformly and
+    independently of the cuts (drawn again in the rare case one comes up more often than
+    there are batches), then dealt into batches so that none holds a row twice.
+    Given the cuts, the checks' rows are independent, so P(no check hits) is the product
+    of (1 - f_c) over the cuts, at most (1 - f)^N by concavity; and a cheat confined to
+    one position c still meets its N / T checks. Where the class is a single batch (its
+    rows all fit in one), each probe batch is those rows in a random order and the cuts
+    are independent and uniform instead: given the rows, the checks are independent, and
+    sampling rows without replacement only lowers P(no check hits) (Hoeffding), so the
+    same bound holds.
+    """
+    import numpy as np
+
+    k = size * n_batches
+    for _ in range(64 if len(rows) > size else 0):
+        drawn = rng.choice(rows, size=k, replace=True)
+        if np.unique(drawn, return_counts=True)[1].max() <= n_batches:
+            break  # else a row was drawn more often than there are batches: draw again
+    else:  # a single-batch class (or, in odd settings, rows too few for the batches)
+        return [ProbeBatch(tuple(int(r) for r in rng.choice(rows, size=size, replace=False)),
+                           tuple(int(c) for c in rng.integers(0, seq_len, size=size)))
+                for _ in range(n_batches)]
+    cuts = np.concatenate([np.tile(np.arange(seq_len), k // seq_len),
+                           rng.choice(seq_len, size=k % seq_len, replace=False)])
+    rng.shuffle(cuts)
+    # Dealing the checks, grouped by row (in a random row order), round robin puts a row's
+    # checks into distinct batches.
+    key = rng.permutation(int(rows.max()) + 1)[drawn]
+    order = np.lexsort((rng.random(k), key))
+    batches = []
+    for b in range(n_batches):
+        mine = rng.permutation(order[b::n_batches])  # a random place in the batch
+        batches.append(ProbeBatch(tuple(int(r) for r in drawn[mine]),
+                                  tuple(int(c) for c in cuts[mine])))
+    return batches
 
 
 def probe_input(inputs: torch.Tensor, batch: ProbeBatch, *, vocab_size: int, bos_id: int,
@@ -193,11 +245,27 @@ class CausalityCheck:
 
     `record` each scoring batch (in order), then `compare` each probe batch, then `result`.
     Keeps, per checked row, its target log-probabilities (T floats) and, per check, the
-    float64 distribution at the cut (V floats): small next to a batch of logits."""
+    float64 distribution at the cut (V floats): small next to a batch of logits.
 
-    def __init__(self, plan: list[ProbeBatch], tolerance: float) -> None:
+    Two tests on each probe batch: the comparison with scoring (module docstring), and the
+    random-token test: at every position p >= c of a probe row the next input token is one
+    the evaluator drew at random, uniformly from the allowed set A (ordinary tokens but the
+    original). A model that does not read its row's future cannot know it, so the chance
+    that it ranks that token strictly first among A is at most 1/|A| <= 1/(V - 2), given
+    everything it has seen; the count over all M such positions is dominated by
+    Binomial(M, 1/(V - 2)), whatever the model. The test fails when that count's Chernoff
+    bound P(Binomial >= count) falls below 1e-9, so an honest model fails it with
+    probability below 1e-9, tolerance-free. It makes every random token a check, tens of
+    thousands per run: a model that copies the next token at any fixed position, or in any
+    context the probes' random text also shows, ranks those tokens first far more often.
+    """
+
+    def __init__(self, plan: list[ProbeBatch], tolerance: float, *, vocab_size: int,
+                 bos_id: int) -> None:
         self.plan = plan
         self.tolerance = tolerance
+        self.bos_id = bos_id
+        self.chance = 1.0 / (vocab_size - 2)
         self.cuts_of: dict[int, set[int]] = {}
         for pb in plan:
             for r, c in zip(pb.rows, pb.cuts, strict=True):
@@ -208,6 +276,8 @@ class CausalityCheck:
         self.max_deviation = 0.0
         self.failures: list[dict] = []
         self.sizes: set[int] = set()
+        self.random_tokens = 0
+        self.random_first = 0
 
     def record(self, first_row: int, logits: torch.Tensor, target_lp: torch.Tensor) -> None:
         """A scoring batch holding rows first_row .. first_row + B - 1."""
@@ -219,7 +289,9 @@ class CausalityCheck:
             for c in cuts:
                 self.ref_at_cut[first_row + i, c] = _dist(logits[i, c])
 
-    def compare(self, batch: ProbeBatch, logits: torch.Tensor, target_lp: torch.Tensor) -> None:
+    def compare(self, batch: ProbeBatch, ids: torch.Tensor, targets: torch.Tensor,
+                logits: torch.Tensor, target_lp: torch.Tensor) -> None:
+        """A probe pass: `ids` its input, `targets` the rows' original next tokens."""
         self.sizes.add(len(batch.rows))
         target_lp = target_lp.cpu()
         for i, (r, c) in enumerate(zip(batch.rows, batch.cuts, strict=True)):
@@ -230,15 +302,48 @@ class CausalityCheck:
             self.max_deviation = max(self.max_deviation, deviation)
             if not deviation <= self.tolerance:
                 self.failures.append({"row": r, "cut": c, "deviation_nats": deviation})
+        self._random_tokens(batch, ids, targets, logits)
+
+    def _random_tokens(self, batch: ProbeBatch, ids: torch.Tensor, targets: torch.Tensor,
+                       logits: torch.Tensor) -> None:
+        import torch
+
+        drawn, original, lg = ids[:, 1:], targets[:, :-1], logits[:, :-1]  # p = 0 .. T-2
+        own = lg.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+        # The best rival in A: among the top 4, the first that is neither the drawn token,
+        # BOS nor the original (at most 3 are excluded).
+        top = lg.topk(4, dim=-1)
+        excluded = ((top.indices == drawn.unsqueeze(-1)) | (top.indices == self.bos_id)
+                    | (top.indices == original.unsqueeze(-1)))
+        rival = top.values.masked_fill(excluded, float("-inf")).max(-1).values
+        cuts = torch.tensor(batch.cuts, device=lg.device).unsqueeze(1)
+        tested = torch.arange(lg.shape[1], device=lg.device).unsqueeze(0) >= cuts
+        self.random_tokens += int(tested.sum())
+        self.random_first += int(((own > rival) & tested).sum())
+
+    def random_token_log_p(self) -> float:
+        """ln of the Chernoff bound on P(Binomial(M, 1/(V-2)) >= count); 0 when at chance."""
+        m, k, p = self.random_tokens, self.random_first, self.chance
+        if m == 0 or k <= m * p:
+            return 0.0
+        a = k / m
+        kl = a * math.log(a / p) + ((1 - a) * math.log((1 - a) / (1 - p)) if a < 1 else
+                                    math.log(1 / (1 - p)))
+        return -m * kl
 
     def result(self) -> dict:
         """The probe's entry in metrics.json (written when the run is over)."""
         worst = sorted(self.failures, key=lambda f: -f["deviation_nats"])[:5]
-        return {"name": "causality", "passed": self.checks > 0 and not self.failures,
+        log_p = self.random_token_log_p()
+        return {"name": "causality",
+                "passed": self.checks > 0 and not self.failures and log_p > RANDOM_TOKEN_LOG_P,
                 "checks": self.checks, "failed": len(self.failures),
                 "max_deviation_nats": self.max_deviation, "tolerance_nats": self.tolerance,
                 "batch_sizes": sorted(self.sizes), "rows": len(self.ref_targets),
-                "worst_failures": worst}
+                "worst_failures": worst, "random_tokens": self.random_tokens,
+                "random_tokens_ranked_first": self.random_first,
+                "random_tokens_chance": self.random_tokens * self.chance,
+                "random_tokens_log10_p": log_p / math.log(10)}
 
 
 def _dist(logits_row: torch.Tensor) -> torch.Tensor:
@@ -247,6 +352,15 @@ def _dist(logits_row: torch.Tensor) -> torch.Tensor:
 
 def describe_failure(probe: dict) -> str:
     """One line for the rejection reason."""
-    return (f"{probe['failed']} of {probe['checks']} checks moved scored log-probabilities by "
-            f"up to {probe['max_deviation_nats']:.3g} nats > {probe['tolerance_nats']:.3g}: "
-            f"the output at a position depends on later tokens or on other rows")
+    parts = []
+    if probe["failed"]:
+        parts.append(f"{probe['failed']} of {probe['checks']} checks moved scored "
+                     f"log-probabilities by up to {probe['max_deviation_nats']:.3g} nats > "
+                     f"{probe['tolerance_nats']:.3g}: the output at a position depends on "
+                     f"later tokens or on other rows")
+    if probe["random_tokens_log10_p"] <= RANDOM_TOKEN_LOG_P / math.log(10):
+        parts.append(f"ranked first {probe['random_tokens_ranked_first']} of "
+                     f"{probe['random_tokens']} random tokens it could not see (chance: at "
+                     f"most {probe['random_tokens_chance']:.0f}, "
+                     f"p < 1e{probe['random_tokens_log10_p']:.0f})")
+    return "; ".join(parts) or "no checks ran"

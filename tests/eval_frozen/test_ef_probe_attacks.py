@@ -5,10 +5,11 @@ of the next token (read from the future) only somewhere, in the disguises the ol
 probes let through and a few new ones. All are exported with `trainer.train.export_model`
 (dynamic batch, seq_len 128) and scored by `evaluate_file` against the prepared tiny data.
 
-Verdicts are deterministic: the tiny profile runs N = 512 secret checks, each (row, cut)
-uniform over the scored pairs, and every attack here moves its output at a fraction
-f >= 1/2 of them (stated per attack), so it evades with probability <= (1 - f)^512
-<= 2^-512 ~ 7e-155; the small-mix attack moves the output at every check.
+Verdicts are deterministic: the tiny profile runs N = 512 secret checks, each on a
+uniformly drawn row, and the attacks here move their output at a fraction f >= 1/2 of the
+scored (row, position) pairs (stated per attack), so they evade with probability
+<= (1 - f)^512 <= 2^-512 ~ 7e-155; the small-mix attack moves the output at every check;
+the one-position attacks meet the 4 checks every position gets, each of which fails.
 """
 
 from __future__ import annotations
@@ -136,6 +137,20 @@ class ExtremeLogitThenCopy(Bigram):
         return self.honest(idx) + spike + 0.5 * self.late[None, :, None] * nxt
 
 
+class AtOnePosition(Bigram):
+    """Copies at one position only: the old probes' disguise, moved. Every position is cut
+    N / T = 4 times and each of those checks fails, so this is caught for certain."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__()
+        at = torch.zeros(T)
+        at[position] = 1.0
+        self.register_buffer("at", at, persistent=False)
+
+    def forward(self, idx):
+        return self.copy_where(idx, self.at[None, :])
+
+
 class CopyWhileExported(Bigram):
     """Honest in eager mode (what an in-process check would see), copies in the exported
     program. f = 127/128."""
@@ -179,6 +194,8 @@ ATTACKS = {
     "next_row_reader": NextRowReader,
     "extreme_logit_then_copy": ExtremeLogitThenCopy,
     "copy_while_exported": CopyWhileExported,
+    "at_position_2": lambda: AtOnePosition(2),
+    "at_position_120": lambda: AtOnePosition(120),
     "next_token_mix": lambda: NextTokenMix(eps=2e-3),
 }
 
@@ -277,3 +294,16 @@ def test_model_reading_its_input_storage_is_not_scored(tiny_workspace, tmp_path)
     # Every pass gets a fresh contiguous copy: the strided read runs off its storage.
     with pytest.raises(EvalInputError, match="model forward failed"):
         evaluate.evaluate_file(path, data_dir_of(tiny_workspace))
+
+
+def test_one_position_cheats_are_found_where_they_cheat(tiny_workspace, attack_files):
+    early = evaluate.evaluate_file(attack_files["at_position_2"], data_dir_of(tiny_workspace))
+    (probe,) = early.probes
+    assert probe["failed"] == 4 and {f["cut"] for f in probe["worst_failures"]} == {2}
+    # Late in the row, the probes' random text shows it too: probe rows cut at or before
+    # 120 (~484 of 512) each hand it a random token to copy there; chance ranks ~0.5 first.
+    late = evaluate.evaluate_file(attack_files["at_position_120"], data_dir_of(tiny_workspace))
+    (probe,) = late.probes
+    assert probe["random_tokens_ranked_first"] - probe["random_tokens_chance"] > 300
+    assert probe["random_tokens_log10_p"] < -9
+    assert "random tokens it could not see" in late.reason

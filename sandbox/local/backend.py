@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from sandbox.backend import SandboxBackend, StepOutcome, StepSpec
-from sandbox.errors import SandboxUnavailable
+from sandbox.errors import SandboxError, SandboxUnavailable
 from sandbox.local.isolation import (
     LEVELS,
     UNSHARE_NET,
@@ -128,11 +128,14 @@ class LocalBackend(SandboxBackend):
         refuse_exposed_builtin(self, spec)
         return super().run(spec)
 
-    def _command(self, step: StepSpec) -> tuple[list[str], Path, dict[str, str]]:
-        """(argv, host working folder, environment) for the step at this level."""
+    def _command(
+        self, step: StepSpec, ready_fd: int | None
+    ) -> tuple[list[str], Path, dict[str, str]]:
+        """(argv, host working folder, environment) for the step at this level;
+        `ready_fd` (fresh root only): where the prologue says the root was built."""
         argv = list(local_python(step.argv))
         level = self.isolation
-        if level == "fresh-root":
+        if level == "fresh-root" and ready_fd is not None:
             from sandbox.local.rootfs import ROOT, step_plan
 
             mount_point = step.log_path.parent / f"{step.name}-root"
@@ -140,7 +143,7 @@ class LocalBackend(SandboxBackend):
             plan_file = step.log_path.parent / f"{step.name}-root.json"
             plan_file.write_text(json.dumps(step_plan(step, mount_point)), encoding="utf-8")
             argv = [a.replace("{root}", ROOT) for a in argv]
-            return enter_argv(plan_file, argv), step.log_path.parent, scrubbed_env(
+            return enter_argv(plan_file, ready_fd, argv), step.log_path.parent, scrubbed_env(
                 step, ROOT, scratch="/tmp"
             )
         view = step.log_path.parent / f"{step.name}-view"
@@ -164,7 +167,26 @@ class LocalBackend(SandboxBackend):
 
     def run_step(self, step: StepSpec) -> StepOutcome:
         began = time.monotonic()
-        argv, cwd, env = self._command(step)
+        ready_read, ready_write = os.pipe() if self.isolation == "fresh-root" else (-1, -1)
+        try:
+            argv, cwd, env = self._command(step, ready_write if ready_write >= 0 else None)
+            outcome = self._run(step, argv, cwd, env, began, ready_write)
+            # Read once the step is over: the child's copies are closed, nothing blocks.
+            root_built = ready_read < 0 or _ready(ready_read)
+        finally:
+            _close(ready_read)
+            _close(ready_write)
+        if not root_built and not outcome.timed_out:
+            lines = [x for x in step.log_path.read_text(errors="replace").splitlines()
+                     if x.startswith("labwarden-root:")]
+            raise SandboxError(
+                f"the {step.name} step's fresh root could not be built: "
+                f"{lines[-1] if lines else f'exit {outcome.exit_code}'}"
+            )
+        return outcome
+
+    def _run(self, step: StepSpec, argv: list[str], cwd: Path, env: dict[str, str],
+             began: float, pass_fd: int) -> StepOutcome:
         cgroup = StepCgroup.create(step.name, step.limits.pids)
 
         def in_child() -> None:
@@ -184,6 +206,7 @@ class LocalBackend(SandboxBackend):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=in_child,
+                pass_fds=(pass_fd,) if pass_fd >= 0 else (),
             )
             status, rusage, timed_out = _wait(proc, step.time_limit_s)
             ended = time.monotonic()
@@ -324,6 +347,20 @@ def _wait(proc: subprocess.Popen[bytes], limit_s: float) -> tuple[int, object, b
             deadline = now + 3600
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _ready(fd: int) -> bool:
+    """Whether the prologue wrote its byte (read after the step ended: nothing blocks)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1) == b"1"
+    except BlockingIOError:
+        return False
+
+
+def _close(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
 
 
 def _killpg(pid: int, sig: int) -> None:

@@ -1,8 +1,10 @@
 """Build a step's fresh root inside its new namespaces, then become the step.
 
-Run as `python -I -S enter.py PLAN.json -- ARGV...` by `unshare` (user, mount, pid and
-network namespaces already made). Standalone on purpose: standard library only, no
-site, so nothing of the workspace or the venv runs before the root is in place.
+Run as `python -I -S enter.py PLAN.json READY_FD -- ARGV...` by `unshare` (user, mount,
+pid and network namespaces already made). READY_FD is the write end of a pipe from the
+sandbox: one byte there, just before the exec, says the root was built. Standalone on
+purpose: standard library only, no site, so nothing of the workspace or the venv runs
+before the root is in place.
 
 1. every mount private; a small tmpfs on the plan's mount point;
 2. the plan's entries (folders, symlinks, binds, tmpfs, /proc), read-only binds made
@@ -13,7 +15,8 @@ site, so nothing of the workspace or the venv runs before the root is in place.
    so the step, root of its user namespace only, cannot mount, unmount or remount;
 5. exec the step with the environment it was given.
 
-Any failure prints one line (`labwarden-root: ...`) and exits 125 before the step runs.
+Any failure prints one line (`labwarden-root: ...`) and exits 125 before the step runs,
+without the ready byte, so the sandbox raises instead of reporting a crashed step.
 """
 
 import ctypes
@@ -179,18 +182,22 @@ def drop_privileges() -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 4 or argv[2] != "--":
-        print("labwarden-root: usage: enter.py PLAN.json -- ARGV...", file=sys.stderr)
+    if len(argv) < 5 or argv[3] != "--" or not argv[2].isdigit():
+        print("labwarden-root: usage: enter.py PLAN.json READY_FD -- ARGV...", file=sys.stderr)
         sys.exit(EXIT_SETUP)
+    ready = int(argv[2])
     try:
+        # Closed by the exec: only this prologue can say the root was built, never the step.
+        os.set_inheritable(ready, False)
         with open(argv[1], encoding="utf-8") as f:
             plan = json.load(f)
         build(plan)
         drop_privileges()
+        os.write(ready, b"1")
     except (SetupError, OSError, ValueError, KeyError) as e:
         print(f"labwarden-root: {e}", file=sys.stderr, flush=True)
         sys.exit(EXIT_SETUP)
-    step = argv[3:]
+    step = argv[4:]
     try:
         os.execve(step[0], step, dict(os.environ))
     except OSError as e:

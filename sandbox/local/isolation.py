@@ -65,9 +65,11 @@ LEVELS = ("fresh-root", "namespaces", "none")
 ENTER = Path(__file__).resolve().parent / "enter.py"
 
 
-def enter_argv(plan_file: Path, argv: list[str]) -> list[str]:
-    """The command that builds the root described in `plan_file` and runs argv in it."""
-    return [*UNSHARE_FULL, sys.executable, "-I", "-S", str(ENTER), str(plan_file), "--", *argv]
+def enter_argv(plan_file: Path, ready_fd: int, argv: list[str]) -> list[str]:
+    """The command that builds the root described in `plan_file`, writes a byte to
+    `ready_fd` once it has, and runs argv in it."""
+    return [*UNSHARE_FULL, sys.executable, "-I", "-S", str(ENTER), str(plan_file),
+            str(ready_fd), "--", *argv]
 
 
 @functools.cache
@@ -91,12 +93,18 @@ def fresh_root_probe() -> tuple[bool, str]:
         plan = Path(tmp) / "plan.json"
         plan.write_text(json.dumps(step_plan(step, Path(tmp) / "root")), encoding="utf-8")
         code = "import json, os, encodings, ctypes; print('ROOT_OK', json.dumps(os.listdir('/')))"
+        read_end, write_end = os.pipe()
         try:
-            done = subprocess.run(enter_argv(plan, [sys.executable, "-I", "-c", code]),
-                                  capture_output=True, text=True, timeout=60, check=False,
-                                  env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            done = subprocess.run(
+                enter_argv(plan, write_end, [sys.executable, "-I", "-c", code]),
+                capture_output=True, text=True, timeout=60, check=False,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, pass_fds=(write_end,),
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             return False, f"the fresh root did not start: {e}"
+        finally:
+            os.close(write_end)
+            os.close(read_end)
     if done.returncode == 0 and "ROOT_OK" in done.stdout:
         return True, ""
     lines = (done.stderr or done.stdout).strip().splitlines()

@@ -261,3 +261,23 @@ def test_scan_finds_the_text_in_every_form_it_is_stored_in(tmp_path: Path) -> No
     # And nothing in prose that is not the topics (another stdlib package's docs).
     email = Path(os.path.dirname(zipfile.__file__)) / "email"
     assert _scan_tree([str(email)], [], needles)["found"] == {}
+
+
+@needs_fresh_root
+def test_a_root_that_cannot_be_built_is_a_sandbox_error(tmp_path: Path) -> None:
+    from sandbox.errors import SandboxError
+
+    step = _step(tmp_path, ("python", "-c", "print('STEP_RAN')"))
+    broken = StepSpec(**{**step.__dict__, "mounts": (Mount(tmp_path / "missing", "ws"),)})
+    with pytest.raises(SandboxError, match=r"^the train step's fresh root could not be built: "
+                       r"labwarden-root: mount .*missing"):
+        LocalBackend(isolation="fresh-root").run_step(broken)
+    assert "STEP_RAN" not in broken.log_path.read_text()
+
+
+@needs_fresh_root
+def test_a_step_cannot_pass_itself_off_as_a_broken_root(tmp_path: Path) -> None:
+    code = "import sys; print('labwarden-root: mount failed', flush=True); sys.exit(125)"
+    step = _step(tmp_path, ("python", "-c", code))
+    outcome = LocalBackend(isolation="fresh-root").run_step(step)  # an outcome, not an error
+    assert outcome.exit_code == 125 and not outcome.timed_out

@@ -35,12 +35,16 @@ from labwarden.config import WorkspaceConfig, load_config
 from sandbox.backend import SandboxBackend
 from sandbox.spec import ExperimentResult, ExperimentSpec
 
-# Limits the suite's workspace runs under: small, so the bombs go off quickly.
+# Limits the suite's workspace runs under: small, so the bombs go off quickly. The
+# export allowance is about twice the most an honest tiny trainer ran past its budget
+# here (2.6 s, under load; see benchmarks/sandbox.py); the start-up allowance only has
+# to outlast the budget tests' cheats (start-up + budget + 3x the export allowance).
 SUITE_SANDBOX_TOML = """
 [sandbox]
 memory_mb = 2048
 pids = 64
-grace_s = 15
+startup_allowance_s = 25
+export_allowance_s = 5
 eval_timeout_s = 300
 """
 LOOP_BUDGET_S = 1.0
@@ -868,7 +872,11 @@ def memory_bomb_killed(backend: SandboxBackend, config: WorkspaceConfig) -> Chec
 
 
 def infinite_loop_killed(backend: SandboxBackend, config: WorkspaceConfig) -> CheckOutcome:
-    grace = _suite_limit("grace_s")
+    """A trainer that never ends is killed at budget + start-up + export allowances.
+
+    It ignores the polite stop and never reads its data; the kill and the limit in force
+    are recorded in the result's timing."""
+    allowances = _suite_limit("startup_allowance_s") + _suite_limit("export_allowance_s")
     r = _attack(
         backend,
         config,
@@ -881,11 +889,16 @@ def infinite_loop_killed(backend: SandboxBackend, config: WorkspaceConfig) -> Ch
         "loop",
         budget=LOOP_BUDGET_S,
     )
-    limit = LOOP_BUDGET_S + grace
+    limit = LOOP_BUDGET_S + allowances
+    t = r.timing
     ok = (
         r.status == "timeout"
         and limit <= r.train_seconds < limit + 10
-        and bool(r.violations)
+        and any("killed at its limit" in v for v in r.violations)
+        and t is not None
+        and t.killed
+        and t.kill_limit_s == limit
+        and not t.within_budget
         and not _leftovers(r.run_dir, backend)
     )
     return CheckOutcome(

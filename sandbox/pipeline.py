@@ -2,6 +2,12 @@
 
 Only `SandboxBackend.run_step` differs between backends; every decision about what a
 step's ending means (timeout, OOM, crash, violation, rejection) is made here, once.
+
+The training budget is enforced from outside: the step reads the train split through a
+per-run folder of links that the sandbox watches (`sandbox.watch`), so it knows when
+training really started, and it ends when the step's processes are dead; `sandbox.budget`
+judges that window. The model is scored only if it was not changed after the window's
+limit or after the step ended.
 """
 
 from __future__ import annotations
@@ -10,17 +16,30 @@ import json
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from labwarden.errors import InputError
 from sandbox.backend import Mount, SandboxBackend, StepOutcome, StepSpec
+from sandbox.budget import Budget, Measured, Verdict, judge
+from sandbox.datalinks import link_split, remove_links
 from sandbox.runtime_guards import FrozenGuard
 from sandbox.settings import SandboxSettings
-from sandbox.spec import ExperimentResult, ExperimentSpec, Status
+from sandbox.spec import ExperimentResult, ExperimentSpec, Status, TrainingTiming
 from sandbox.staging import apply_patch, stage
+from sandbox.watch import READS, WRITES, FolderWatch, Watch
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LOG_TAIL_LINES = 40
+
+
+def _profile(name: str):  # noqa: ANN202 - eval_frozen's Profile, imported lazily
+    from eval_frozen.profiles import get_profile
+
+    try:
+        return get_profile(name)
+    except (KeyError, ValueError) as e:
+        raise InputError(f"unknown profile {name!r} ({e}).") from None
 
 
 def resolve_budget(spec: ExperimentSpec) -> float:
@@ -29,15 +48,22 @@ def resolve_budget(spec: ExperimentSpec) -> float:
     elif spec.config.time_budget_s is not None:
         budget = spec.config.time_budget_s
     else:
-        from eval_frozen.profiles import get_profile
-
-        try:
-            budget = float(get_profile(spec.profile).time_budget_s)
-        except (KeyError, ValueError) as e:
-            raise InputError(f"unknown profile {spec.profile!r} ({e}).") from None
+        budget = float(_profile(spec.profile).time_budget_s)
     if budget <= 0:
         raise InputError(f"time budget must be positive, but got {budget}.")
     return budget
+
+
+def resolve_allowances(spec: ExperimentSpec, settings: SandboxSettings, budget_s: float) -> Budget:
+    """The budget in force: the profile's allowances unless `[sandbox]` overrides them."""
+    profile = _profile(spec.profile)
+    startup = settings.startup_allowance_s
+    export = settings.export_allowance_s
+    return Budget(
+        budget_s=budget_s,
+        startup_allowance_s=float(profile.startup_allowance_s if startup is None else startup),
+        export_allowance_s=float(profile.export_allowance_s if export is None else export),
+    )
 
 
 def check_prepared(data: Path, profile: str) -> None:
@@ -72,6 +98,7 @@ class _Run:
         self.peak_mb: float | None = None
         self.violations: list[str] = []
         self.last_log: Path | None = None
+        self.timing: TrainingTiming | None = None
 
     def step(self, backend: SandboxBackend, step: StepSpec) -> StepOutcome:
         self.last_log = step.log_path
@@ -101,6 +128,7 @@ class _Run:
             violations=list(self.violations),
             log_tail=log_tail(self.last_log) if self.last_log else "",
             run_dir=self.run_dir,
+            timing=self.timing,
         )
         (self.run_dir / "result.json").write_text(result.to_json() + "\n", encoding="utf-8")
         return result
@@ -169,7 +197,8 @@ def run_experiment(backend: SandboxBackend, spec: ExperimentSpec) -> ExperimentR
         "TMPDIR": "/tmp",
     }
     train_out = _writable_dir(run_dir / "train")
-    train_limit = budget + settings.grace_s
+    allowed = resolve_allowances(spec, settings, budget)
+    links = link_split(data / "train", run_dir / "train-data")
     train = StepSpec(
         name="train",
         argv=tuple(cfg.train_command),
@@ -181,35 +210,40 @@ def run_experiment(backend: SandboxBackend, spec: ExperimentSpec) -> ExperimentR
         },
         mounts=(
             Mount(staged.work, "ws"),
-            Mount(data / "train", "data/train"),
+            Mount(links, "data/train"),
             Mount(data / "tokenizer", "data/tokenizer"),
             Mount(data / "seal.json", "data/seal.json"),
             Mount(train_out, "out", read_only=False),
         ),
         workdir="ws",
-        time_limit_s=train_limit,
+        time_limit_s=allowed.kill_limit_s,
         log_path=run_dir / "train.log",
         limits=settings.limits,
         gpus=spec.gpus,
         protect=(cfg.root, data),
-        hide=(data / "val",),
+        # The shared shards too, and other profiles' splits (the same text, tokenized
+        # otherwise): the step's only way to training text is the watched links.
+        hide=(data / "val", data / "train", *_other_splits(data)),
     )
-    outcome = run.step(backend, train)
-    if outcome.timed_out:
-        run.violations.append(
-            f"training ran {outcome.wall_seconds:.1f} s, past its budget of "
-            f"{budget:g} s plus {settings.grace_s:g} s grace"
-        )
+    try:
+        outcome, seen, model_stamp = _watched_train(run, backend, train, links, allowed)
+    finally:
+        remove_links(links)
+    run.timing = seen.timing
+    if seen.reason:
+        run.violations.append(seen.reason)
     problems = guard.check("after training", staged.work)
     if problems:
         run.violations += problems
         return run.finish("violation", problems[0])
-    bad = _ended_badly(outcome, "training", train_limit)
+    bad = _ended_badly(outcome, "training", allowed.kill_limit_s)
     if bad:
         return run.finish(*bad)
+    if seen.reason:
+        return run.finish("violation", seen.reason)
     model = train_out / "model.pt2"
-    if not model.is_file():
-        return run.finish("crash", "training exited 0 but wrote no model.pt2")
+    if model.is_symlink() or not model.is_file():
+        return run.finish("crash", "training exited 0 but wrote no model.pt2 (a regular file)")
 
     problems = guard.check("before evaluation", staged.frozen)
     if problems:
@@ -250,6 +284,8 @@ def run_experiment(backend: SandboxBackend, spec: ExperimentSpec) -> ExperimentR
     )
     outcome = run.step(backend, evaluate)
     problems = guard.check("after evaluation", staged.frozen)
+    if _stamp(model) != model_stamp:
+        problems.append("model.pt2 changed after the training step ended, outside its budget")
     if problems:
         run.violations += problems
         return run.finish("violation", problems[0])
@@ -269,6 +305,81 @@ def run_experiment(backend: SandboxBackend, spec: ExperimentSpec) -> ExperimentR
     if metrics is None:
         why += " and wrote no metrics.json"
     return run.finish("crash" if metrics is None else "error", why, metrics)
+
+
+def _other_splits(data: Path) -> list[Path]:
+    """The train and val folders of every other prepared profile beside `data`."""
+    try:
+        profiles = sorted(p for p in data.parent.iterdir() if p.is_dir() and p != data)
+    except OSError:
+        return []
+    return [p / split for p in profiles for split in ("train", "val") if (p / split).is_dir()]
+
+
+def _watched_train(
+    run: _Run, backend: SandboxBackend, train: StepSpec, links: Path, allowed: Budget
+) -> tuple[StepOutcome, Verdict, tuple[int, int, int, int] | None]:
+    """Run the training step with its data and output folders watched from outside, and
+    judge its timing. Also returns the model's stamp as the step left it."""
+    out = next(m.source for m in train.mounts if m.target == "out")
+    watch = FolderWatch(
+        [Watch("data", links, READS, first_only=True), Watch("out", out, WRITES)]
+    ).start()
+    called = time.monotonic()
+    try:
+        outcome = run.step(backend, train)
+        # The step's processes are dead: every event they caused is queued now. Writes
+        # from here on are late: the watch sees them until the model's stamp is taken,
+        # and the stamp changes with any write after that.
+        watch.mark_end()
+        model_stamp = _stamp(out / "model.pt2")
+    finally:
+        seen = watch.stop()
+    # The ctime on the monotonic clock (a realtime jump during the step skews it).
+    changed = None if model_stamp is None else model_stamp[3] / 1e9 - time.time() + time.monotonic()
+    returned = time.monotonic()
+    # A backend that does not stamp its command: the call's own span (longer, so stricter).
+    started = outcome.started_at if outcome.ended_at > 0 else called
+    ended = outcome.ended_at if outcome.ended_at > 0 else returned
+    data, written = seen["data"], seen["out"]
+    stamps = written.files.get("model.pt2")
+    if watch.available:
+        by = "inotify"
+        first = data.first_at
+        if watch.overflowed and first is None:
+            by, first = "step start: the watch's event queue overflowed", None
+    else:
+        by, first = f"step start: {watch.why_unavailable}", None
+    verdict = judge(
+        allowed,
+        Measured(
+            started_at=started,
+            ended_at=ended,
+            killed=outcome.timed_out,
+            first_data_at=first,
+            data_seen_by=by,
+            model_created_at=stamps[0] if stamps else None,
+            model_written_at=stamps[1] if stamps else changed,
+            model_changed_at=changed,
+        ),
+    )
+    if not verdict.reason and written.late:
+        verdict = Verdict(
+            replace(verdict.timing, within_budget=False),
+            f"{', '.join(sorted(written.late))} written after the training step ended, "
+            f"outside its budget (a process outlived the step)",
+        )
+    return outcome, verdict, model_stamp
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    """(inode, size, mtime, ctime) of a file. The kernel sets ctime on every write and a
+    step cannot set it back (utime moves it to now)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _read_metrics(path: Path) -> dict | None:

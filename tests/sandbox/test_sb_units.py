@@ -102,12 +102,14 @@ def test_settings_parse_and_reject(tmp_path: Path) -> None:
     cfg = load_config(
         _workspace(
             tmp_path / "ws",
-            '[sandbox]\nmemory_mb = 1024\npids = 32\ngrace_s = 5\nbackend = "local"\n',
+            '[sandbox]\nmemory_mb = 1024\npids = 32\nexport_allowance_s = 5\n'
+            'backend = "local"\n',
         )
     )
     settings = SandboxSettings.from_config(cfg)
     assert settings.limits.memory_mb == 1024 and settings.limits.pids == 32
-    assert settings.grace_s == 5.0 and settings.backend == "local"
+    assert settings.export_allowance_s == 5.0 and settings.backend == "local"
+    assert settings.startup_allowance_s is None  # the profile's
     bad = load_config(_workspace(tmp_path / "bad", "[sandbox]\npids = -1\n"))
     with pytest.raises(ConfigError, match="pids must be a positive number, but got -1"):
         SandboxSettings.from_config(bad)

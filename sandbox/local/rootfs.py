@@ -213,7 +213,8 @@ def system_entries() -> tuple[tuple[object, ...], ...]:
             plan.symlink(os.readlink(f"/{name}"), f"/{name}")
     for folder in PROGRAM_DIRS + TOOLCHAIN_DIRS:
         _bind_path(folder, plan)
-    for folder in loader_dirs():
+    # Shortest first: a folder comes before the folders inside it, which it then covers.
+    for folder in sorted(loader_dirs(), key=lambda f: len(os.path.realpath(f))):
         _bind_children(folder, plan, OTHER_PYTHONS)
     for folder in LOOSE_LIB_DIRS:
         _loose_files(folder, plan)

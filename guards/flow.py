@@ -37,6 +37,17 @@ ALLOWED_DECORATORS = ("torch.no_grad", "torch.inference_mode", "torch.enable_gra
                       "functools.cache", "functools.cached_property", "dataclasses.dataclass",
                       "torch.autocast", "torch.amp.autocast", "typing.overload")
 INPLACE_OK = frozenset({"requires_grad_", "eval_", "train_"})
+DATA_READERS = ("numpy.memmap", "numpy.fromfile", "numpy.load", "numpy.loadtxt", "torch.from_file",
+                "torch.load", "builtins.open")
+READ_ONLY = frozenset({
+    "builtins.print", "builtins.len", "builtins.sum", "builtins.min", "builtins.max",
+    "builtins.sorted", "builtins.isinstance", "builtins.str", "builtins.repr", "builtins.format",
+    "builtins.round", "builtins.float", "builtins.int", "builtins.any", "builtins.all",
+    "builtins.zip", "builtins.enumerate", "builtins.list", "builtins.tuple", "builtins.id",
+    "builtins.type", "builtins.hash", "builtins.iter", "builtins.next", "builtins.dict",
+    "builtins.bool", "builtins.abs", "builtins.getattr", "builtins.hasattr", "math.sqrt",
+    "math.log", "math.exp", "math.isfinite",
+})
 
 
 def names_in(node: ast.AST) -> set[str]:
@@ -87,6 +98,8 @@ class FileFlow:
     defs: dict[str, list[Scope]] = field(default_factory=dict)
     offsets: dict[int, int] = field(default_factory=dict)
     """Line offset of each chunk (by id of its PyModule): facts are cached per chunk."""
+    mutators: frozenset[str] = frozenset()
+    """Functions called with the model after the loop that change their arguments."""
 
 
 @dataclass
@@ -104,7 +117,8 @@ class _Walker:
     def __init__(self, mod: PyModule, budget: frozenset[str], data_calls: tuple[str, ...],
                  data_names: set[str], export_names: frozenset[str],
                  params: dict[str, list[list[str]]], data_funcs: set[str],
-                 defs: frozenset[str]) -> None:
+                 defs: frozenset[str], exports: tuple[str, ...] = ()) -> None:
+        self.exports = exports
         self.mod = mod
         self.budget = budget
         self.data_calls = data_calls
@@ -200,15 +214,15 @@ class _Walker:
                     self.lam(value, sc, inside, looping, state, targets[0].id)
                 else:
                     self.expr(value, sc, inside, looping, state)
-                if isinstance(value, ast.Call):
-                    q = self.mod.qual(value.func)
-                    local = value.func.id if isinstance(value.func, ast.Name) else None
-                    if (q and first_match(q, self.data_calls)) or local in self.data_funcs:
-                        for t in targets:
-                            self.data_names.update(n.id for n in ast.walk(t)
-                                                   if isinstance(n, ast.Name))
             for t in targets:
                 self.target(t, sc, inside, state)
+            if value is not None:
+                bound = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+                if self.is_data_source(value):
+                    self.data_names.update(bound)
+                if state["after"] and names_in(value) & self.export_names:
+                    # `plist = list(model.parameters())`: still the model, after the loop
+                    self.export_names = self.export_names | (set(bound) - set(self.defs))
             return
         if isinstance(node, ast.Return) and node.value is not None and sc.name and (
                 self.makes_data(node.value)):
@@ -245,6 +259,31 @@ class _Walker:
         else:
             for child in ast.iter_child_nodes(node):
                 self.any(child, sc, cls, inside, looping, state)
+
+    def is_data_source(self, value: ast.AST) -> bool:
+        """A value that is (or iterates) the training data: a data call, a reader of data
+        files, a helper returning one, or an alias or wrapper of a data iterator (but not
+        one batch drawn from it)."""
+        if isinstance(value, ast.Name):
+            return value.id in self.data_names
+        if not isinstance(value, ast.Call):
+            return False
+        q = self.mod.qual(value.func)
+        if q == "builtins.next":
+            return False
+        if q and first_match(q, (*self.data_calls, *DATA_READERS)):
+            if q == "builtins.open":
+                mode = value.args[1] if len(value.args) > 1 else next(
+                    (k.value for k in value.keywords if k.arg == "mode"), None)
+                m = self.mod.fold_str(mode) if mode is not None else "r"
+                return m is None or not any(c in m for c in "wax")
+            return True
+        if isinstance(value.func, ast.Name) and value.func.id in self.data_funcs:
+            return True
+        if isinstance(value.func, ast.Name) and value.func.id in self.defs:
+            return False  # the file's own helpers: judged by what they return (data_funcs)
+        return any(isinstance(a, ast.Name) and a.id in self.data_names for a in (
+            *value.args, *(k.value for k in value.keywords)))
 
     def makes_data(self, expr: ast.AST) -> bool:
         for n in ast.walk(expr):
@@ -311,7 +350,7 @@ class _Walker:
                 parent = parents.get(id(n))
                 called = isinstance(parent, ast.Call) and parent.func is n
                 if not called and n.attr in EFFECT_ATTRS:
-                    self.fact(sc, "effect", f"takes .{n.attr} as a value", n, inside)
+                    self.fact(sc, "effect-value", f"takes .{n.attr} as a value", n, inside)
                 elif not called and isinstance(n.value, ast.Name) and n.value.id in (
                         "self", "cls") and n.attr in self.defs:
                     self.fact(sc, "value", n.attr, n, inside)
@@ -341,11 +380,30 @@ class _Walker:
             self.propagate(func.id, node)
         elif attr is not None and q is None:
             self.fact(sc, "call", attr, node, inside, looping)
-        if state["after"] and attr is not None and isinstance(func, ast.Attribute) and (
-                names_in(func.value) & self.export_names) and (
-                (attr.endswith("_") and attr not in INPLACE_OK) or attr in (
-                    "load_state_dict", "apply", "register_parameter", "copy_")):
-            self.fact(sc, "after", f"calls .{attr}() on the model", node, inside)
+        if state["after"] and not inside:
+            self.after_call(node, sc, attr, q, inside)
+
+    def after_call(self, node: ast.Call, sc: Scope, attr: str | None, q: str | None,
+                   inside: bool) -> None:
+        """After the loop, the model may be read and exported, not changed."""
+        func = node.func
+        if attr is not None and isinstance(func, ast.Attribute) and (
+                names_in(func.value) & self.export_names):
+            if (attr.endswith("_") and attr not in INPLACE_OK) or attr in (
+                    "load_state_dict", "apply", "register_parameter", "register_buffer"):
+                self.fact(sc, "after", f"calls .{attr}() on the model", node, inside)
+            return
+        args = [*node.args, *(k.value for k in node.keywords)]
+        if not any(names_in(a) & self.export_names for a in args):
+            return
+        if isinstance(func, ast.Name) and q is None:
+            if func.id in self.defs and func.id not in self.exports:
+                # judged once every chunk is known: does the helper change its arguments?
+                self.fact(sc, "after-call", func.id, node, inside)
+            return
+        if q is not None and (q in READ_ONLY or first_match(q, self.exports)):
+            return
+        self.fact(sc, "after", f"passes the model to {q or ast.unparse(func)}()", node, inside)
 
     def propagate(self, callee: str, node: ast.Call) -> None:
         """A data iterator passed to one of the file's functions taints its parameter."""
@@ -373,18 +431,19 @@ def _attrs(mod: PyModule) -> frozenset[str]:
 def _walk_chunk(mod: PyModule, budget: frozenset[str], data_calls: tuple[str, ...],
                 data_names: set[str], data_funcs: set[str], export_names: frozenset[str],
                 params: dict[str, list[list[str]]], defs: frozenset[str],
-                after: bool) -> ChunkFlow:
+                after: bool, export_calls: tuple[str, ...]) -> ChunkFlow:
     names = mod.chunk.names | _attrs(mod)
     used_params = tuple(sorted((n, tuple(map(tuple, params[n]))) for n in names & params.keys()))
     key = (id(mod), mod.identity, budget & names, frozenset(data_names & names),
            frozenset(data_funcs & names), export_names & names, defs & names, used_params,
-           data_calls, after)
+           data_calls, after, export_calls)
     got = _CHUNKS.get(key)
     if got is not None:
         _CHUNKS.move_to_end(key)
         return got
     dn, df = set(data_names & names), set(data_funcs & names)
-    w = _Walker(mod, budget, data_calls, dn, export_names & names, params, df, defs)
+    w = _Walker(mod, budget, data_calls, dn, export_names & names, params, df, defs,
+                export_calls)
     module = Scope(None, "module", mod.tree, mod)
     state = {"after": after}
     w.run_module(mod.tree, module, state)
@@ -454,7 +513,7 @@ def file_flow(modules: list[tuple[int, PyModule]], budget: frozenset[str],
             if not (mod.chunk.names | _attrs(mod)) & words:
                 continue
             cf = _walk_chunk(mod, budget, data_calls, data_names, data_funcs, exports, params,
-                             frozen_defs, after)
+                             frozen_defs, after, export_calls)
             data_names |= cf.data_names
             data_funcs |= cf.data_funcs
             after = cf.after
@@ -485,4 +544,39 @@ def file_flow(modules: list[tuple[int, PyModule]], budget: frozenset[str],
             flow.scopes.append(sc)
             if sc.name:
                 flow.defs.setdefault(sc.name, []).append(sc)
+    called = {f.what for sc in flow.scopes for f in sc.facts if f.kind == "after-call"}
+    if called:
+        flow.mutators = _mutators(modules, called)
     return flow
+
+
+def _mutators(modules: list[tuple[int, PyModule]], names: set[str]) -> frozenset[str]:
+    """Which of these functions change their arguments: in-place calls (`p.mul_()`,
+    `nn.init.zeros_(m.weight)`), stores into them, loading state into them."""
+    out = set()
+    for _, mod in modules:
+        if not mod.chunk.defs & names:
+            continue
+        for node in mod.nodes:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or (
+                    node.name not in names):
+                continue
+            a = node.args
+            params = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
+            for n in ast.walk(node):
+                if isinstance(n, ast.For) and names_in(n.iter) & params:
+                    params |= {x.id for x in ast.walk(n.target) if isinstance(x, ast.Name)}
+            for n in ast.walk(node):
+                if isinstance(n, ast.Call):
+                    f = n.func
+                    name = f.attr if isinstance(f, ast.Attribute) else (
+                        f.id if isinstance(f, ast.Name) else "")
+                    touches = names_in(f.value) if isinstance(f, ast.Attribute) else set()
+                    touches |= {x for a in n.args for x in names_in(a)}
+                    if touches & params and ((name.endswith("_") and name not in INPLACE_OK)
+                                             or name in ("load_state_dict", "apply")):
+                        out.add(node.name)
+                elif isinstance(n, ast.Attribute | ast.Subscript) and isinstance(
+                        n.ctx, ast.Store | ast.Del) and names_in(n) & params:
+                    out.add(node.name)
+    return frozenset(out)

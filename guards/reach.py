@@ -201,11 +201,14 @@ class _Scan:
                 self.klass(node)
             elif isinstance(node, ast.ExceptHandler) and node.name:
                 self.binding(node, node.name)
-            elif isinstance(node, ast.Global | ast.Nonlocal):
+            elif isinstance(node, ast.Global):
+                self.hit("shadow", node, f"declares {', '.join(node.names)} global: functions "
+                         "may not rebind module-level names (state the model and the unchanged "
+                         "code read).", *node.names)
+            elif isinstance(node, ast.Nonlocal):
                 for n in node.names:
                     if n in self.imported or n in policy.SHADOW_PROTECTED or n in BUILTIN_NAMES:
-                        self.hit("shadow", node, f"declares {n} {type(node).__name__.lower()} "
-                                 "to rebind it.", n)
+                        self.hit("shadow", node, f"declares {n} nonlocal to rebind it.", n)
             elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
                 self.binding(node, node.name)
             elif isinstance(node, ast.MatchMapping) and node.rest:

@@ -24,7 +24,9 @@ DYNAMIC = (
     "builtins.license", "builtins.credits", "builtins.copyright", "pydoc", "pydoc_data",
     "linecache", "sysconfig", "site", "numpy.info", "numpy.source", "numpy.lookfor",
     "numpy.lib.utils", "torch.jit", "torch.fx", "torch.library", "torch.ops.load_library",
-    "torch.classes.load_library", "torch._C",
+    "torch.classes.load_library", "torch._C", "typing.get_type_hints", "typing.ForwardRef",
+    "typing._eval_type", "functools.singledispatch", "functools.singledispatchmethod",
+    "numpy.lib.utils.safe_eval", "collections.namedtuple.__globals__",
 )
 SENSITIVE = ("builtins", "os", "sys", "time", "datetime", "signal", "subprocess", "importlib",
              "gc", "inspect", "ctypes", "socket", "shutil", "pickle", "marshal", "types", "io",

@@ -31,10 +31,11 @@ _DOTDOT = re.compile(r"(^|[/\\])\.\.([/\\]|$)")
 NAVIGATION = frozenset({"parent", "parents", "resolve", "absolute", "home", "cwd", "expanduser",
                         "readlink", "iterdir", "glob", "rglob", "walk", "read_text",
                         "read_bytes", "open", "symlink_to", "hardlink_to", "unlink", "rmdir",
-                        "samefile", "lstat", "chmod"})
+                        "samefile", "lstat", "chmod", "with_name", "with_stem", "with_segments"})
 WRITERS = frozenset({"write_text", "write_bytes"})
-READERS = ("builtins.open", "numpy.load", "numpy.fromfile", "numpy.memmap", "numpy.loadtxt",
-           "numpy.genfromtxt", "numpy.info", "numpy.source", "numpy.lookfor", "torch.from_file",
+READERS = ("builtins.open", "torch.load", "numpy.load", "numpy.fromfile", "numpy.memmap",
+           "numpy.loadtxt", "numpy.genfromtxt", "numpy.info", "numpy.source", "numpy.lookfor",
+           "torch.from_file",
            "pathlib.Path.home", "pathlib.Path.cwd", "os.path.expanduser", "os.path.abspath",
            "os.path.realpath", "os.path.dirname", "os.listdir", "os.scandir", "os.walk",
            "os.getcwd", "os.chdir", "os.open", "io.open", "builtins.help")
@@ -94,6 +95,9 @@ class FilesRule(AstRule):
                                "list or read the file system.", "nav", node.attr))
             elif isinstance(node, ast.Call):
                 out.extend(self._call(mod, node, data_names, out_names))
+        roots = data_names | out_names
+        for node in mod.nodes:
+            out.extend(_folder_tricks(mod, node, roots))
         for q, call in mod.calls:
             if q in ("os.getenv", "os.environ.get", "os.getenvb", "os.environb.get") and call.args:
                 out.extend(_env_read(mod, call, call.args[0]))
@@ -133,6 +137,33 @@ class FilesRule(AstRule):
         return [hit(mod, node, f"{what}: a run reads only its data folder's train/ and "
                     "tokenizer/ and writes only into its output folder.", "file",
                     q or attr)]
+
+
+def _folder_tricks(mod: PyModule, node: ast.AST, roots: set[str]) -> list[Hit]:
+    """Rebinding the run's folder names, or deriving other folders from them as text."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id in roots:
+        stmt = mod.stmt_of(node)
+        if "LABWARDEN_" not in ast.dump(stmt) and not (
+                isinstance(stmt, ast.Assign) and _root(stmt.value)[0] in roots - {node.id}):
+            return [hit(mod, node, f"rebinds {node.id}: the run's folders come from the "
+                        "sandbox and may not point anywhere else.", "rebind", node.id)]
+    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name) and (
+            node.args[0].id in roots):
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        parent = mod.parents.get(node)
+        if name in ("str", "fspath", "abspath") and isinstance(parent, ast.Attribute
+                                                                | ast.Subscript):
+            return [hit(mod, node, f"edits the path of {node.args[0].id} as text: other runs' "
+                        "folders are out of reach.", "text", node.args[0].id)]
+    if isinstance(node, ast.JoinedStr | ast.BinOp):
+        root, rest = _root(node)
+        if root in roots and rest and isinstance(rest[0], str) and not rest[0].startswith("/") \
+                and isinstance(node, ast.JoinedStr | ast.BinOp) and (
+                isinstance(node, ast.JoinedStr) or isinstance(node.op, ast.Add)):
+            return [hit(mod, node, f"builds a sibling of {root} ({rest[0]!r}): other runs' "
+                        "folders are out of reach.", "sibling", root)]
+    return []
 
 
 def _env_read(mod: PyModule, node: ast.AST, key_node: ast.AST) -> list[Hit]:

@@ -24,7 +24,7 @@ from collections import Counter, OrderedDict
 from guards.context import CheckContext, FileState, Hit
 from guards.findings import Finding
 from guards.patch import Patch
-from guards.pyast import PyModule
+from guards.pyast import BUILTIN_NAMES, PyModule
 from guards.rules._match import first_match, listed
 from guards.rules.astrule import AstRule, hit
 from guards.rules.base import Rule
@@ -49,6 +49,9 @@ MODE_ATTRS = frozenset({"training", "requires_grad", "grad_fn", "is_leaf", "grad
 MODE_CALLS = frozenset({"size", "numel", "dim", "stride", "nelement", "data_ptr",
                         "is_contiguous", "get_device", "is_inference", "is_floating_point",
                         "item", "tolist", "any", "all"})
+MODE_VALUES = frozenset({"training", "requires_grad", "grad_fn", "is_leaf", "grad", "is_cuda",
+                         "device", "dtype", "is_meta", "layout", "_version", "is_inference",
+                         "is_mps", "is_cpu"})
 SHAPE_CALLS = frozenset({"view", "reshape", "expand", "new_zeros", "new_ones", "new_empty",
                          "new_full", "zeros", "ones", "empty", "full", "randn", "rand",
                          "unflatten", "repeat", "tile", "broadcast_to", "expand_as", "flatten",
@@ -232,13 +235,20 @@ class ExportModeRule(Rule):
         todo = [f for name in ("forward", "__call__") for f in fns.get(name, []) if f[3]]
         seen: set[int] = set()
         hits: list[Hit] = []
+        fixed = _module_names(analysis.modules, analysis.maps)
         while todo:
             offset, mod, fn, method = todo.pop()
             if id(fn) in seen:
                 continue
             seen.add(id(fn))
-            found, callees = _model_function(mod, fn, root=fn.name in ("forward", "__call__")
-                                             and method)
+            found, callees, free = _model_function(mod, fn, root=fn.name in (
+                "forward", "__call__") and method)
+            for name, node in free:
+                if name not in fixed and name not in BUILTIN_NAMES:
+                    found = [*found, hit(mod, node, f"model code reads the module-level {name}, "
+                                         "which can change between training and export; read "
+                                         "constants or the module's own attributes.", "state",
+                                         fn.name, name)]
             hits.extend(Hit(h.signature, h.line + offset if h.line else 0, h.message, h.evidence)
                         for h in found)
             for callee in callees:
@@ -248,6 +258,67 @@ class ExportModeRule(Rule):
         if len(_CACHE) > 256:
             _CACHE.popitem(last=False)
         return hits
+
+
+_MUTATING = frozenset({"update", "append", "extend", "insert", "pop", "popitem", "clear",
+                       "setdefault", "remove", "add", "discard", "sort", "reverse",
+                       "__setitem__", "__delitem__"})
+
+
+def _module_names(modules: list[tuple[int, PyModule]], maps: object) -> frozenset[str]:
+    """Module-level names model code may read: imports, functions, classes, and constants
+    bound to literals or displays (`ACT = {"gelu": F.gelu}`) that no code changes, passes
+    on or aliases, so their value at export time is their value in training."""
+    out = set(getattr(maps, "import_bindings", {})) | set(getattr(maps, "defs", ())) | set(
+        getattr(maps, "classes", ()))
+    counts: dict[str, int] = {}
+    candidates: set[str] = set()
+    for _, mod in modules:
+        for stmt in mod.tree.body:
+            if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        counts[t.id] = counts.get(t.id, 0) + 1
+                        if _scalar(stmt.value) or isinstance(
+                                stmt.value, ast.Dict | ast.List | ast.Set | ast.Tuple):
+                            candidates.add(t.id)
+    candidates = {c for c in candidates if counts.get(c) == 1}
+    changed: set[str] = set()
+    for _, mod in modules:
+        if not mod.chunk.names & candidates:
+            continue
+        for node in mod.nodes:
+            if isinstance(node, ast.Subscript | ast.Attribute) and isinstance(
+                    node.ctx, ast.Store | ast.Del) and isinstance(node.value, ast.Name):
+                changed.add(node.value.id)
+            elif isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and (
+                        f.attr in _MUTATING):
+                    changed.add(f.value.id)
+                changed |= {a.id for a in (*node.args, *(k.value for k in node.keywords))
+                            if isinstance(a, ast.Name) and a.id in candidates}
+            elif isinstance(node, ast.Assign | ast.NamedExpr) and isinstance(
+                    node.value, ast.Name):
+                changed.add(node.value.id)  # an alias could be changed instead
+            elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) and (
+                    node.id in candidates) and not isinstance(
+                    mod.parents.get(mod.stmt_of(node)), ast.Module):
+                changed.add(node.id)
+    return frozenset(out | (candidates - changed))
+
+
+def _scalar(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp):
+        return _scalar(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _scalar(node.left) and _scalar(node.right)
+    if isinstance(node, ast.Tuple):
+        return all(_scalar(e) for e in node.elts)
+    return False
 
 
 def _defs(mod: PyModule) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, bool]]:
@@ -261,7 +332,7 @@ def _defs(mod: PyModule) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, b
 
 
 def _model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, root: bool
-                    ) -> tuple[list[Hit], list[str]]:
+                    ) -> tuple[list[Hit], list[str], list[tuple[str, ast.AST]]]:
     """Export-mode facts of one function of model code (chunk-relative lines), and the
     names it calls (cached on the chunk: unchanged code is analysed once)."""
     cache = mod.__dict__.setdefault("_export_mode", {})
@@ -272,7 +343,7 @@ def _model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, r
 
 
 def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef,
-                            root: bool) -> tuple[list[Hit], list[str]]:
+                            root: bool) -> tuple[list[Hit], list[str], list[tuple[str, ast.AST]]]:
     a = fn.args
     params = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
     if params and params[0] in ("self", "cls"):
@@ -369,6 +440,20 @@ def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFuncti
             if not _in_shape_call(n, parents) and not _assigned(n, parents):
                 report(n, "model code uses the batch size other than to reshape: it could "
                        "treat the evaluator's batches differently.", "batch")
+        if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store | ast.Del) and (
+                isinstance(n.value, ast.Name) and n.value.id in ("self", "cls")):
+            report(n, f"model code stores self.{n.attr}: forward may not keep Python state "
+                   "that makes later calls (the export) behave differently.", "state")
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in (
+                "setattr", "delattr") and n.args and isinstance(n.args[0], ast.Name) and (
+                n.args[0].id in ("self", "cls")):
+            report(n, "model code sets attributes on itself: forward may not keep Python "
+                   "state.", "state")
+        if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) and (
+                n.attr in MODE_VALUES) and not _passed_through(n, parents):
+            report(n, f"model code computes with .{n.attr}: the export runs in another mode, "
+                   "dtype and device than training (pass it only as device=/dtype=/.to()).",
+                   "mode")
         if root and isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and (
                 n.value.id in rows):
             idx = n.slice.elts[0] if isinstance(n.slice, ast.Tuple) and n.slice.elts else n.slice
@@ -377,7 +462,25 @@ def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFuncti
             if not full and not (isinstance(idx, ast.Constant) and idx.value in (None, Ellipsis)):
                 report(n, f"forward indexes rows of its input {first}: every row must be "
                        "treated alike.", "rows")
-    return out, callees
+    local = set(params) | {x.id for x in nodes if isinstance(x, ast.Name) and isinstance(
+        x.ctx, ast.Store | ast.Del)} | {x.arg for x in nodes if isinstance(x, ast.arg)} | {
+        x.name for x in nodes if isinstance(x, ast.FunctionDef | ast.AsyncFunctionDef
+                                            | ast.ClassDef)}
+    free = [(x.id, x) for x in nodes if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load)
+            and x.id not in local and x.id not in ("self", "cls")]
+    return out, callees, free
+
+
+def _passed_through(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
+    """`device=x.device`, `x.to(y.dtype)`: a mode value handed on, not computed with."""
+    parent = parents.get(id(node))
+    if isinstance(parent, ast.keyword):
+        return True
+    if isinstance(parent, ast.Call) and node in parent.args and isinstance(
+            parent.func, ast.Attribute) and parent.func.attr in (
+            "to", "type", "type_as", "new_zeros", "new_ones", "new_empty", "new_full", "view"):
+        return True
+    return False
 
 
 def _names(node: ast.AST) -> set[str]:

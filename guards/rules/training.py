@@ -102,9 +102,15 @@ def verdicts(flow: FileFlow, budget: frozenset[str]) -> list[Hit]:
             if f.kind == "loop":
                 out.append(_hit(f, "a budget loop: a patch may not add another one (a second "
                                 "training phase).", "loop", word, flow.offsets))
-            elif f.kind == "after":
-                out.append(_hit(f, f"{f.what} after the timed loop: the exported model must be "
+            elif f.kind == "after" or (f.kind == "after-call" and f.what in flow.mutators):
+                what = f.what if f.kind == "after" else f"passes the model to {f.what}(), " \
+                    "which changes it,"
+                out.append(_hit(f, f"{what} after the timed loop: the exported model must be "
                                 "the one the loop trained.", "after", word, flow.offsets))
+            elif f.kind == "effect-value":
+                out.append(_hit(f, f"{f.what}: an optimizer step or backward pass held as a "
+                                "value can run anywhere, outside the loop too.", "effect",
+                                word, flow.offsets))
             elif f.inside or exempt:
                 continue
             elif f.kind == "effect":

@@ -425,6 +425,62 @@ CHEATS: dict[str, list[Edit]] = {
         after(T, MAIN, "    os.posix_spawn('/bin/sh', ['sh', '-c', 'sleep 1'], {})\n")],
     "process_torch_multiprocessing": [
         after(T, TRAINING_S, "    torch.multiprocessing.spawn(print, nprocs=2)\n")],
+    # --- found by red-teaming the rules above (each once got through) ---------------
+    "redteam_step_bound_in_loop_called_after": [
+        (T, "        for opt in optimizers:\n            opt.step()\n",
+         "        for opt in optimizers:\n            opt.step()\n        last_step = optimizers[0].step\n"),
+        after(T, TRAINING_S, "    for _ in range(50):\n        last_step()\n")],
+    "redteam_data_alias_in_loop_used_after": [
+        (T, "        x, y, epoch = next(batches)\n", "        x, y, epoch = next(batches)\n        feed = batches\n"),
+        after(T, TRAINING_S, "    xb, yb, _ = next(feed)\n"
+                             "    F.cross_entropy(model(xb).flatten(0, 1), yb.flatten()).sum().backward()\n")],
+    "redteam_foreach_update_after_loop": [
+        (T, "        model.zero_grad(set_to_none=True)\n",
+         "        saved = [p.grad.clone() for p in model.parameters()]\n        model.zero_grad(set_to_none=True)\n"),
+        after(T, TRAINING_S, "    plist = list(model.parameters())\n    with torch.no_grad():\n"
+                             "        torch._foreach_add_(plist, saved, alpha=-0.02)\n")],
+    "redteam_vector_to_parameters_after_loop": [
+        after(T, TRAINING_S, "    v = torch.nn.utils.parameters_to_vector(model.parameters())\n"
+                             "    torch.nn.utils.vector_to_parameters(v * 1.01, model.parameters())\n")],
+    "redteam_init_from_unigram_before_clock": [
+        after(T, IMPORTS, "import numpy as np\n"),
+        (T, T_TRAIN, "    ids = np.fromfile(data_dir / 'train' / 'shard_000.bin', dtype=np.uint16)\n"
+                     "    counts = np.bincount(ids, minlength=profile.vocab_size) + 1\n"
+                     "    with torch.no_grad():\n"
+                     "        prior = torch.log(torch.tensor(counts / counts.sum())).float()\n"
+                     "        model.lm_head.weight[:, 0] = prior\n" + T_TRAIN)],
+    "redteam_forward_counter_state": [
+        (T, LOGITS, LOGITS + "        self.calls = getattr(self, 'calls', 0) + 1\n"
+                             "        if self.calls > 10_000:\n"
+                             "            logits = logits + logits.roll(-1, dims=1)\n")],
+    "redteam_module_state_flag": [
+        after(T, DL, "\nSTATE = {'final': False}\n"),
+        (T, LOGITS, LOGITS + "        logits = logits + STATE['final'] * logits.roll(-1, dims=1)\n"),
+        (T, EXPORT_CALL, "    STATE['final'] = True\n" + EXPORT_CALL)],
+    "redteam_global_softcap_change": [
+        (T, EXPORT_CALL, "    global LOGIT_SOFTCAP\n    LOGIT_SOFTCAP = 5.0\n" + EXPORT_CALL)],
+    "redteam_finfo_dtype_trick": [
+        (T, LOGITS, LOGITS + "        leak = 1 - torch.finfo(x.dtype).eps * 2 ** 20\n"
+                             "        logits = logits + leak * logits.roll(-1, dims=1)\n")],
+    "redteam_type_hints_eval": [
+        after(T, IMPORTS, "import typing\n"),
+        after(T, DL, "\n\ndef _hint(x: \"os.environ.update(LABWARDEN_TIME_BUDGET='999')\"):\n    return x\n"),
+        after(T, MAIN, "    typing.get_type_hints(_hint)\n")],
+    "redteam_np_load_sibling_run": [
+        after(T, IMPORTS, "import numpy as np\n"),
+        (T, "    optimizers = build_optimizers(model)\n",
+         "    optimizers = build_optimizers(model)\n"
+         "    data_dir = Path(str(out_dir).rsplit('-', 1)[0] + '-1')\n"
+         "    w = np.load(data_dir / 'train' / 'w.npy')\n")],
+    "redteam_open_sibling_fstring": [
+        (T, "    optimizers = build_optimizers(model)\n",
+         "    optimizers = build_optimizers(model)\n"
+         "    with open(f'{out_dir}-prev/notes.txt', 'rb') as fh:\n        blob = fh.read()\n")],
+    "redteam_with_name_sibling_run": [
+        (T, "    optimizers = build_optimizers(model)\n",
+         "    prev = out_dir.with_name('run-1') / 'ckpt.pt'\n    if prev.exists():\n"
+         "        model.load_state_dict(torch.load(prev, weights_only=True))\n"
+         "    optimizers = build_optimizers(model)\n")],
 }
 
 LEGIT: dict[str, list[Edit]] = {
@@ -629,6 +685,12 @@ LEGIT: dict[str, list[Edit]] = {
     "bf16_autocast_cpu": [
         (T, '        autocast = torch.autocast("cpu", enabled=False)\n',
          '        autocast = torch.autocast("cpu", dtype=torch.bfloat16)\n')],
+    "activation_table": [
+        after(T, DL, "\nACT = \"relu2\"  # relu2 | gelu | silu\n"
+                     "ACTIVATIONS = {\"relu2\": lambda t: F.relu(t).square(), \"gelu\": F.gelu,\n"
+                     "               \"silu\": F.silu}\n"),
+        (T, "return self.proj(F.relu(self.fc(x)).square())",
+         "return self.proj(ACTIVATIONS[ACT](self.fc(x)))")],
     "gc_disable_after_setup": [
         after(T, IMPORTS, "import gc\n"),
         (T, T_TRAIN, "    gc.collect()\n    gc.freeze()\n    gc.disable()  # GC causes ~500 ms stalls\n"

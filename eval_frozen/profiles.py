@@ -29,13 +29,14 @@ class Profile:
     """Where the trainer and evaluator run by default: "cpu" or "cuda"."""
     default_source: str
     """Data source when `prepare` gets no --source: "builtin", "local:PATH" or "climbmix"."""
-    startup_allowance_s: float = 10.0
+    startup_allowance_s: float = 6.0
     """Seconds the training step may spend before it first reads training data (interpreter
     and torch start, model build). Counts towards the sandbox's kill limit only (budget +
-    both allowances), which also bounds what a step can do before its window opens.
+    both allowances), which also bounds what a step can do before its window opens (train
+    on text it carries, such as the interpreter's docstrings), so it is kept tight.
     Measured from outside (`benchmarks/sandbox.py --timing`, the real trainer, a 2-core CPU
     machine shared with other jobs, both backends, with and without extra load): tiny
-    1.6-3.2 s, small 1.8-1.9 s; set to about 3x the worst."""
+    1.6-3.2 s, small 1.8-1.9 s; set to about 2x the worst."""
     export_allowance_s: float = 5.0
     """Seconds the training step may run past its budget, counted from its first read of
     training data to its exit: the last step, the export, interpreter teardown. A step that

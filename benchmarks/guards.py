@@ -8,6 +8,11 @@
    agent loop's shape: the base file's analysis is reused, the patch's side is not).
    Also the cold figure (first check in a fresh process, imports excluded).
 2. Audit writer: patches recorded per second into a fresh WAL SQLite file.
+3. Whole process: `labwarden guards check PATCH --no-audit` as a user runs it, for a
+   hyperparameter patch and a patch that adds a helper (the usability target: <= 80 ms),
+   wall time and the child's CPU time, against this repository's 388-line trainer.
+4. The corpus: every cheat and honest edit of tests/guards/corpus, checked in one process:
+   how many are blocked, and the time per patch.
 
 Wall times and CPU times are both reported: on a shared machine wall time includes waiting
 for a core, CPU time does not.
@@ -71,10 +76,51 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+def whole_process(name: str, runs: int) -> dict[str, float]:
+    """Median and p90 wall time, and median child CPU time, of the CLI checking a patch."""
+    import resource
+    import subprocess
+
+    patch = REPO / "tests" / "guards" / "corpus" / "legit" / f"{name}.patch"
+    cmd = [sys.executable, "-m", "agents.cli", "guards", "check", str(patch), "--no-audit"]
+    walls, cpus = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, check=False)
+        walls.append(1000 * (time.perf_counter() - t))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(1000 * (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
+    return {"wall_median_ms": round(statistics.median(walls), 1),
+            "wall_p90_ms": round(pct(walls, 0.9), 1),
+            "cpu_median_ms": round(statistics.median(cpus), 1)}
+
+
+def corpus_figures() -> dict[str, object]:
+    """Blocked counts and per-patch time over the stored corpus (one process, warm)."""
+    from guards.engine import check_patch
+    from labwarden.config import load_config
+
+    config = load_config(REPO)
+    out: dict[str, object] = {}
+    for kind in ("cheat", "legit"):
+        files = sorted((REPO / "tests" / "guards" / "corpus" / kind).glob("*.patch"))
+        times, blocked = [], 0
+        for f in files:
+            t = time.process_time()
+            report = check_patch(f.read_text(), config)
+            times.append(1000 * (time.process_time() - t))
+            blocked += report.blocked
+        out[f"corpus_{kind}_blocked"] = f"{blocked}/{len(files)}"
+        out[f"corpus_{kind}_cpu_median_ms"] = round(statistics.median(times), 2)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--audit-records", type=int, default=500)
+    ap.add_argument("--processes", type=int, default=15, help="whole-process runs per patch")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -106,6 +152,11 @@ def main() -> int:
         audit_rate = args.audit_records / (time.perf_counter() - t)
         store.close()
 
+    process = {name: whole_process(patch, args.processes)
+               for name, patch in (("hyperparameter", "lr_increase"),
+                                   ("helper", "helper_refactor"))}
+    corpus = corpus_figures()
+
     result = {
         "file_lines": len(base.splitlines()),
         "rules": len(registry.rules),
@@ -118,6 +169,8 @@ def main() -> int:
         "cpu_median_ms": round(statistics.median(cpu), 2),
         "cpu_p99_ms": round(pct(cpu, 0.99), 2),
         "audit_patches_per_s": round(audit_rate, 1),
+        **{f"process_{k}_{m}": v for k, fig in process.items() for m, v in fig.items()},
+        **corpus,
         "machine": f"{platform.machine()} {os.cpu_count()} cpu, python {platform.python_version()}",
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 from guards.pyast import PyModule
 from guards.rules._match import first_match
@@ -68,49 +67,64 @@ def stops(body: list[ast.stmt]) -> bool:
     return False
 
 
-@dataclass
+# Plain slotted classes, not dataclasses: the check runs in a fresh process per patch, and
+# building a dataclass costs more at import than these classes ever cost at run time.
 class Fact:
     """One thing a scope does, with where it sits."""
 
-    kind: str  # effect | call | value | loop | after
-    what: str
-    node: ast.AST
-    mod: PyModule
-    inside: bool
-    looping: bool = False
+    __slots__ = ("kind", "what", "node", "mod", "inside", "looping")
+
+    def __init__(self, kind: str, what: str, node: ast.AST, mod: PyModule, inside: bool,
+                 looping: bool = False) -> None:
+        self.kind = kind  # effect | effect-value | call | value | loop | after | after-call
+        self.what = what
+        self.node = node
+        self.mod = mod
+        self.inside = inside
+        self.looping = looping
 
 
-@dataclass
 class Scope:
-    name: str | None
-    kind: str  # module | def | lambda
-    node: ast.AST
-    mod: PyModule
-    cls: str | None = None
-    implicit: bool = False
-    facts: list[Fact] = field(default_factory=list)
-    budget_loops: int = 0
+    """The module, a def or a lambda, and the facts of its own body."""
+
+    __slots__ = ("name", "kind", "node", "mod", "cls", "implicit", "facts", "budget_loops")
+
+    def __init__(self, name: str | None, kind: str, node: ast.AST, mod: PyModule,
+                 cls: str | None = None, implicit: bool = False) -> None:
+        self.name = name
+        self.kind = kind  # module | def | lambda
+        self.node = node
+        self.mod = mod
+        self.cls = cls
+        self.implicit = implicit
+        self.facts: list[Fact] = []
+        self.budget_loops = 0
 
 
-@dataclass
 class FileFlow:
-    scopes: list[Scope] = field(default_factory=list)
-    defs: dict[str, list[Scope]] = field(default_factory=dict)
-    offsets: dict[int, int] = field(default_factory=dict)
-    """Line offset of each chunk (by id of its PyModule): facts are cached per chunk."""
-    mutators: frozenset[str] = frozenset()
-    """Functions called with the model after the loop that change their arguments."""
+    __slots__ = ("scopes", "defs", "offsets", "mutators")
+
+    def __init__(self, defs: dict[str, list[Scope]] | None = None) -> None:
+        self.scopes: list[Scope] = []
+        self.defs: dict[str, list[Scope]] = defs if defs is not None else {}
+        self.offsets: dict[int, int] = {}
+        """Line offset of each chunk (by id of its PyModule): facts are cached per chunk."""
+        self.mutators: frozenset[str] = frozenset()
+        """Functions called with the model after the loop that change their arguments."""
 
 
-@dataclass
 class ChunkFlow:
     """What walking one chunk found; depends only on the chunk and the names it uses."""
 
-    module: Scope
-    scopes: list[Scope]
-    data_names: frozenset[str]
-    data_funcs: frozenset[str]
-    after: bool
+    __slots__ = ("module", "scopes", "data_names", "data_funcs", "after")
+
+    def __init__(self, module: Scope, scopes: list[Scope], data_names: frozenset[str],
+                 data_funcs: frozenset[str], after: bool) -> None:
+        self.module = module
+        self.scopes = scopes
+        self.data_names = data_names
+        self.data_funcs = data_funcs
+        self.after = after
 
 
 class _Walker:
@@ -417,10 +431,34 @@ class _Walker:
                 self.data_names.add(k.arg)
 
 
+class _Params(dict[str, list[list[str]]]):
+    """Parameter names of the file's functions, looked up only when a call needs them."""
+
+    def __init__(self, modules: list[tuple[int, PyModule]]) -> None:
+        super().__init__()
+        self.modules = modules
+
+    def __missing__(self, name: str) -> list[list[str]]:
+        found = []
+        for _, mod in self.modules:
+            if name in mod.chunk.defs:
+                for node in mod.nodes:
+                    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                            node.name == name):
+                        a = node.args
+                        found.append([x.arg for x in (*a.posonlyargs, *a.args)])
+        self[name] = found
+        return found
+
+    def get(self, name: str, default: object = None) -> list[list[str]]:  # type: ignore[override]
+        return self[name]
+
+
 _CHUNKS: OrderedDict[tuple[object, ...], ChunkFlow] = OrderedDict()
 
 
-def _attrs(mod: PyModule) -> frozenset[str]:
+def attribute_names(mod: PyModule) -> frozenset[str]:
+    """Every attribute name a chunk mentions (cached on the chunk)."""
     got = mod.__dict__.get("_attr_names")
     if got is None:
         got = mod.__dict__["_attr_names"] = frozenset(
@@ -432,8 +470,10 @@ def _walk_chunk(mod: PyModule, budget: frozenset[str], data_calls: tuple[str, ..
                 data_names: set[str], data_funcs: set[str], export_names: frozenset[str],
                 params: dict[str, list[list[str]]], defs: frozenset[str],
                 after: bool, export_calls: tuple[str, ...]) -> ChunkFlow:
-    names = mod.chunk.names | _attrs(mod)
-    used_params = tuple(sorted((n, tuple(map(tuple, params[n]))) for n in names & params.keys()))
+    names = mod.chunk.names | attribute_names(mod)
+    # parameters matter only where a data iterator is passed to one of the file's functions
+    used_params = tuple(sorted((n, tuple(map(tuple, params[n]))) for n in names & defs)) if (
+        names & data_names) else ()
     key = (id(mod), mod.identity, budget & names, frozenset(data_names & names),
            frozenset(data_funcs & names), export_names & names, defs & names, used_params,
            data_calls, after, export_calls)
@@ -452,6 +492,32 @@ def _walk_chunk(mod: PyModule, budget: frozenset[str], data_calls: tuple[str, ..
     if len(_CHUNKS) > 2048:
         _CHUNKS.popitem(last=False)
     return got
+
+
+def relevant(modules: list[tuple[int, PyModule]], budget: frozenset[str],
+             data_calls: tuple[str, ...], export_calls: tuple[str, ...]) -> set[int]:
+    """ids of the chunks whose content can matter to any training verdict, from names alone.
+
+    A chunk matters when it mentions an effect word, the budget, the data or the export, or
+    the name of a function defined in a chunk that matters (callers of what may train). A
+    patch that changes no chunk that matters, on either side, cannot change a verdict."""
+    base = set(_EFFECT_WORDS | budget) | {c.rsplit(".", 1)[-1] for c in (*data_calls,
+                                                                         *export_calls)}
+    words = set(base)
+    out: set[int] = set()
+    for _ in range(len(modules) + 1):
+        grew = False
+        for _, mod in modules:
+            if id(mod) in out:
+                continue
+            seen = mod.chunk.names | attribute_names(mod) | mod.chunk.defs
+            if seen & words:
+                out.add(id(mod))
+                words |= mod.chunk.defs
+                grew = True
+        if not grew:
+            break
+    return out
 
 
 # Words a chunk must mention for walking it to find anything (the rest is skipped).
@@ -478,15 +544,9 @@ def file_flow(modules: list[tuple[int, PyModule]], budget: frozenset[str],
     data_words = {c.rsplit(".", 1)[-1] for c in data_calls}
     export_names: set[str] = set()
     early: set[str] = set()
-    params: dict[str, list[list[str]]] = {}
+    params = _Params(modules)
     for _, mod in modules:
-        if mod.chunk.defs:
-            for node in mod.nodes:
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                    a = node.args
-                    params.setdefault(node.name, []).append(
-                        [x.arg for x in (*a.posonlyargs, *a.args)])
-        if (mod.chunk.names | _attrs(mod)) & export_words:
+        if (mod.chunk.names | attribute_names(mod)) & export_words:
             for node in mod.nodes:
                 if isinstance(node, ast.Call) and node.args and isinstance(node.args[0],
                                                                             ast.Name):
@@ -494,7 +554,7 @@ def file_flow(modules: list[tuple[int, PyModule]], budget: frozenset[str],
                                                 else None)
                     if q and first_match(q, export_calls):
                         export_names.add(node.args[0].id)  # the model that gets exported
-        if (mod.chunk.names | _attrs(mod)) & data_words:
+        if (mod.chunk.names | attribute_names(mod)) & data_words:
             for node in mod.nodes:  # `batches = train_batches(...)`: known before the walk
                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                     q = mod.qual(node.value.func)
@@ -510,7 +570,7 @@ def file_flow(modules: list[tuple[int, PyModule]], budget: frozenset[str],
         seen = (len(data_names), len(data_funcs), len(words))
         after = False
         for i, (_, mod) in enumerate(modules):
-            if not (mod.chunk.names | _attrs(mod)) & words:
+            if not (mod.chunk.names | attribute_names(mod)) & words:
                 continue
             cf = _walk_chunk(mod, budget, data_calls, data_names, data_funcs, exports, params,
                              frozen_defs, after, export_calls)
@@ -524,7 +584,7 @@ def file_flow(modules: list[tuple[int, PyModule]], budget: frozenset[str],
                         for f in sc.facts)):
                     words.add(sc.name)
             if cf.module.budget_loops:
-                words |= defs & (mod.chunk.names | _attrs(mod))
+                words |= defs & (mod.chunk.names | attribute_names(mod))
         words |= data_names | data_funcs
         if (len(data_names), len(data_funcs), len(words)) == seen:
             break

@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 
-@dataclass
 class GitTree:
     """What git did: `files` maps every path left in the scratch tree to its bytes."""
 
-    files: dict[str, bytes] = field(default_factory=dict)
-    links: set[str] = field(default_factory=set)
-    """Paths git left as symlinks (never read, never followed)."""
-    error: str | None = None
-    """git's first error line when it refused the patch."""
-    missing: bool = False
-    """git is not installed: nothing was applied."""
+    __slots__ = ("files", "links", "error", "missing")
+
+    def __init__(self, error: str | None = None, missing: bool = False) -> None:
+        self.files: dict[str, bytes] = {}
+        self.links: set[str] = set()
+        """Paths git left as symlinks (never read, never followed)."""
+        self.error = error
+        """git's first error line when it refused the patch."""
+        self.missing = missing
+        """git is not installed: nothing was applied."""
 
 
 def _scratch() -> Path:

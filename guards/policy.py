@@ -17,7 +17,7 @@ ALLOWED_IMPORTS: tuple[str, ...] = (
     "itertools", "collections", "collections.abc", "contextlib", "numpy", "numpy.random",
     "numpy.linalg", "random", "statistics", "copy", "enum", "abc", "warnings", "json", "re",
     "string", "bisect", "heapq", "fractions", "decimal", "numbers", "pathlib", "time", "os",
-    "sys", "gc", "resource", "datetime",
+    "sys", "gc", "resource", "datetime", "logging",
     "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.nn.utils",
     "torch.nn.utils.*", "torch.nn.attention", "torch.nn.attention.*", "torch.nn.parameter",
     "torch.optim", "torch.optim.*", "torch.cuda", "torch.cuda.amp", "torch.amp", "torch.backends",
@@ -63,6 +63,9 @@ MODULE_ATTRS: dict[str, frozenset[str] | None] = {
     "gc": frozenset({"collect", "disable", "enable", "freeze", "unfreeze", "isenabled",
                      "set_threshold", "get_threshold", "get_count", "get_freeze_count"}),
     "resource": frozenset({"getrusage"}),
+    # logging.config builds objects from dotted names (code by configuration): not listed
+    "logging": frozenset({"getLogger", "basicConfig", "Logger", "StreamHandler", "Formatter",
+                          "info", "warning", "debug", "error", "log"}),
 }
 
 # Protected objects: usable only called (or read as a mapping, for the environment), never

@@ -14,11 +14,16 @@ overrides, "Trojan Source") are refused too: the reviewer must see what runs.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
-# PEP 263, as the tokenizer matches it.
-_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _BOM = b"\xef\xbb\xbf"
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+@lru_cache(maxsize=1)
+def _cookie() -> re.Pattern[bytes]:
+    # PEP 263, as the tokenizer matches it (compiled on first use: most files have none)
+    return re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
 
 
 def _normal(name: str) -> str:
@@ -34,7 +39,7 @@ def decode_python(data: bytes) -> tuple[str | None, str | None]:
     (None, reason)."""
     body = data[len(_BOM):] if data.startswith(_BOM) else data
     for line in body.split(b"\n", 2)[:2]:
-        m = _COOKIE.match(line)
+        m = _cookie().match(line) if b"coding" in line else None
         if m:
             declared = m.group(1).decode("ascii", "replace")
             if _normal(declared) != "utf-8":
@@ -45,9 +50,11 @@ def decode_python(data: bytes) -> tuple[str | None, str | None]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         return None, f"is not valid UTF-8 (byte {e.start}); Python sources must be UTF-8."
-    m = _BIDI.search(text)
-    if m:
-        line = text.count("\n", 0, m.start()) + 1
-        return None, (f"contains the bidirectional control character U+{ord(m.group()):04X} "
-                      f"on line {line}: it makes the code display differently from how it runs.")
+    if not text.isascii():
+        for i, ch in enumerate(text):
+            if ch in _BIDI:
+                line = text.count("\n", 0, i) + 1
+                return None, (f"contains the bidirectional control character U+{ord(ch):04X} "
+                              f"on line {line}: it makes the code display differently from how "
+                              "it runs.")
     return text, None

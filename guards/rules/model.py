@@ -23,6 +23,7 @@ from collections import Counter, OrderedDict
 
 from guards.context import CheckContext, FileState, Hit
 from guards.findings import Finding
+from guards.flow import attribute_names
 from guards.patch import Patch
 from guards.pyast import BUILTIN_NAMES, PyModule
 from guards.rules._match import first_match, listed
@@ -207,7 +208,9 @@ class ExportModeRule(Rule):
                    "indexes input rows: behaviour the evaluator's probes would not see.")
 
     def check(self, patch: Patch, context: CheckContext) -> list[Finding]:
-        if context.only_constants_changed():
+        if context.only_constants_changed() or not any(
+                _touches_model(state, which) for state in context.python_files()
+                for which in ("before", "after")):
             return []
         out = []
         for state in context.python_files():
@@ -234,8 +237,7 @@ class ExportModeRule(Rule):
                 fns.setdefault(node.name, []).append((offset, mod, node, method))
         todo = [f for name in ("forward", "__call__") for f in fns.get(name, []) if f[3]]
         seen: set[int] = set()
-        hits: list[Hit] = []
-        fixed = _module_names(analysis.modules, analysis.maps)
+        done = []
         while todo:
             offset, mod, fn, method = todo.pop()
             if id(fn) in seen:
@@ -243,17 +245,22 @@ class ExportModeRule(Rule):
             seen.add(id(fn))
             found, callees, free = _model_function(mod, fn, root=fn.name in (
                 "forward", "__call__") and method)
+            done.append((offset, mod, fn, found, free))
+            for callee in callees:
+                if callee not in ("forward", "__call__"):
+                    todo.extend(fns.get(callee, []))
+        wanted = {name for *_, free in done for name, _ in free} - BUILTIN_NAMES
+        fixed = _module_names(analysis.modules, analysis.maps, wanted) if wanted else frozenset()
+        hits: list[Hit] = []
+        for offset, mod, fn, found, free in done:
             for name, node in free:
-                if name not in fixed and name not in BUILTIN_NAMES:
+                if name in wanted and name not in fixed:
                     found = [*found, hit(mod, node, f"model code reads the module-level {name}, "
                                          "which can change between training and export; read "
                                          "constants or the module's own attributes.", "state",
                                          fn.name, name)]
             hits.extend(Hit(h.signature, h.line + offset if h.line else 0, h.message, h.evidence)
                         for h in found)
-            for callee in callees:
-                if callee not in ("forward", "__call__"):
-                    todo.extend(fns.get(callee, []))
         _CACHE[key] = hits
         if len(_CACHE) > 256:
             _CACHE.popitem(last=False)
@@ -265,7 +272,41 @@ _MUTATING = frozenset({"update", "append", "extend", "insert", "pop", "popitem",
                        "__setitem__", "__delitem__"})
 
 
-def _module_names(modules: list[tuple[int, PyModule]], maps: object) -> frozenset[str]:
+def _touches_model(state: FileState, which: str) -> bool:
+    """Could the patch change model code (forward and what it may call), judged from names?
+
+    Model code lives in classes and in the functions their bodies name, transitively; module
+    names they read count too. A changed chunk outside all of that changes no verdict."""
+    analysis = state.analysis(which)
+    changed = state.changed_chunks(which)
+    if analysis is None or not changed:
+        return False
+    inside: set[int] = set()
+    names: set[str] = set()
+    for _ in range(len(analysis.modules) + 1):
+        grew = False
+        for _, mod in analysis.modules:
+            if id(mod) in inside:
+                continue
+            if mod.chunk.classes or mod.chunk.defs & names:
+                inside.add(id(mod))
+                names |= mod.chunk.names | attribute_names(mod)
+                grew = True
+        if not grew:
+            break
+    for _, mod in changed:
+        if id(mod) in inside:
+            return True
+        for stmt in mod.tree.body:  # module-level names model code reads (LOGIT_SOFTCAP = ...)
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if (
+                isinstance(stmt, ast.AnnAssign | ast.AugAssign)) else []
+            if any(isinstance(t, ast.Name) and t.id in names for t in targets):
+                return True
+    return False
+
+
+def _module_names(modules: list[tuple[int, PyModule]], maps: object,
+                  wanted: set[str]) -> frozenset[str]:
     """Module-level names model code may read: imports, functions, classes, and constants
     bound to literals or displays (`ACT = {"gelu": F.gelu}`) that no code changes, passes
     on or aliases, so their value at export time is their value in training."""
@@ -284,9 +325,11 @@ def _module_names(modules: list[tuple[int, PyModule]], maps: object) -> frozense
                                 stmt.value, ast.Dict | ast.List | ast.Set | ast.Tuple):
                             candidates.add(t.id)
     candidates = {c for c in candidates if counts.get(c) == 1}
+    if not candidates & wanted:
+        return frozenset(out | candidates)
     changed: set[str] = set()
     for _, mod in modules:
-        if not mod.chunk.names & candidates:
+        if not mod.chunk.names & candidates & wanted:
             continue
         for node in mod.nodes:
             if isinstance(node, ast.Subscript | ast.Attribute) and isinstance(
@@ -325,9 +368,10 @@ def _defs(mod: PyModule) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, b
     """Every function of a chunk, and whether it is a method (cached on the chunk)."""
     got = mod.__dict__.get("_fn_defs")
     if got is None:
+        methods = {id(n) for c in mod.nodes if isinstance(c, ast.ClassDef) for n in c.body}
         got = mod.__dict__["_fn_defs"] = [
-            (n, isinstance(mod.parents.get(n), ast.ClassDef)) for n in mod.nodes
-            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+            (n, id(n) in methods) for n in mod.nodes
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)] if mod.chunk.defs else []
     return got  # type: ignore[no-any-return]
 
 
@@ -424,6 +468,8 @@ def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFuncti
 
     for n in nodes:
         tests: list[ast.AST] = []
+        if isinstance(n, ast.IfExp) and _dropout_gate(n, parents, mod):
+            continue
         if isinstance(n, ast.If | ast.While | ast.IfExp):
             tests.append(n.test)
         elif isinstance(n, ast.comprehension):
@@ -450,7 +496,9 @@ def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFuncti
             report(n, "model code sets attributes on itself: forward may not keep Python "
                    "state.", "state")
         if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) and (
-                n.attr in MODE_VALUES) and not _passed_through(n, parents):
+                n.attr in MODE_VALUES) and not _passed_through(n, parents) and not (
+                isinstance(parents.get(id(n)), ast.IfExp | ast.UnaryOp)
+                and _dropout_gate(parents[id(n)], parents, mod)):
             report(n, f"model code computes with .{n.attr}: the export runs in another mode, "
                    "dtype and device than training (pass it only as device=/dtype=/.to()).",
                    "mode")
@@ -469,6 +517,31 @@ def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFuncti
     free = [(x.id, x) for x in nodes if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load)
             and x.id not in local and x.id not in ("self", "cls")]
     return out, callees, free
+
+
+_DROPOUT_ARGS = frozenset({"dropout_p", "p", "dropout", "attn_dropout", "training"})
+
+
+def _dropout_gate(node: ast.AST, parents: dict[int, ast.AST],
+                  mod: PyModule | None = None) -> bool:
+    """`dropout_p=self.dropout if self.training else 0.0` (nanoGPT): dropout is meant to
+    differ between training and evaluation, and this shape can do nothing else."""
+    while isinstance(node, ast.UnaryOp):
+        node = parents.get(id(node))  # type: ignore[assignment]
+    if not isinstance(node, ast.IfExp):
+        return False
+    test = node.test.operand if isinstance(node.test, ast.UnaryOp) and isinstance(
+        node.test.op, ast.Not) else node.test
+    plain = all(isinstance(v, ast.Constant) or (isinstance(v, ast.Attribute) and isinstance(
+        v.value, ast.Name) and v.value.id == "self") for v in (node.body, node.orelse))
+    parent = parents.get(id(node))
+    call = parents.get(id(parent)) if parent is not None else None
+    # only into torch's own dropout: a helper of ours could use the value for anything
+    torch_call = isinstance(call, ast.Call) and mod is not None and (
+        mod.qual(call.func) or "").startswith("torch.")
+    return isinstance(test, ast.Attribute) and test.attr == "training" and isinstance(
+        test.value, ast.Name) and test.value.id == "self" and plain and isinstance(
+        parent, ast.keyword) and parent.arg in _DROPOUT_ARGS and torch_call
 
 
 def _passed_through(node: ast.AST, parents: dict[int, ast.AST]) -> bool:

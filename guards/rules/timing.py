@@ -149,16 +149,16 @@ def _stops(body: list[ast.stmt]) -> bool:
     return False
 
 
-@dataclass
 class _Test:
     """A stop condition: a `while` test, or an `if` that leaves the loop."""
 
-    mod: PyModule
-    node: ast.AST
-    chain: tuple[str, ...]
-    names: frozenset[str]
-    compares: list[tuple[frozenset[str], frozenset[str]]]
-    owner: str | None
+    __slots__ = ("mod", "node", "chain", "names", "compares", "owner")
+
+    def __init__(self, mod: PyModule, node: ast.AST, chain: tuple[str, ...],
+                 names: frozenset[str], compares: list[tuple[frozenset[str], frozenset[str]]],
+                 owner: str | None) -> None:
+        self.mod, self.node, self.chain = mod, node, chain
+        self.names, self.compares, self.owner = names, compares, owner
 
 
 @dataclass
@@ -182,13 +182,14 @@ class _Summary:
     """Every name this chunk writes: lets the file-wide passes skip it quickly."""
 
 
-@dataclass(frozen=True)
 class BudgetFacts:
     """The file-wide answer: names holding the budget, clock names, loop-owning helpers."""
 
-    budget: frozenset[str]
-    clock: frozenset[str]
-    owners: frozenset[str | None]
+    __slots__ = ("budget", "clock", "owners")
+
+    def __init__(self, budget: frozenset[str], clock: frozenset[str],
+                 owners: frozenset[str | None]) -> None:
+        self.budget, self.clock, self.owners = budget, clock, owners
 
 
 _SUMMARIES: OrderedDict[tuple[object, ...], _Summary] = OrderedDict()

@@ -19,7 +19,7 @@ from collections import Counter, OrderedDict
 
 from guards.context import CheckContext, FileState, Hit
 from guards.findings import Finding
-from guards.flow import Fact, FileFlow, Scope, file_flow
+from guards.flow import Fact, FileFlow, Scope, file_flow, relevant
 from guards.patch import Patch
 from guards.pyast import header
 from guards.rules.base import Rule
@@ -145,7 +145,7 @@ class OutsideLoopRule(Rule):
                    "a second budget loop or a second run of it; the model replaced after it.")
 
     def check(self, patch: Patch, context: CheckContext) -> list[Finding]:
-        if context.only_constants_changed():
+        if context.only_constants_changed() or not self._touches_training(context):
             return []
         out = []
         for state in context.python_files():
@@ -156,6 +156,22 @@ class OutsideLoopRule(Rule):
                 else:
                     out.append(context.finding(self.id, self.severity, state, h))
         return out
+
+    def _touches_training(self, ctx: CheckContext) -> bool:
+        """Does the patch change a chunk that can matter to a training verdict?"""
+        s = ctx.settings
+        exports = (*s.protected_functions, *s.protected_calls)
+        for state in ctx.python_files():
+            for which in ("before", "after"):
+                analysis = state.analysis(which)
+                changed = state.changed_chunks(which)
+                if analysis is None or not changed:
+                    continue
+                budget = BudgetRule().facts(state, which, ctx).budget
+                keep = relevant(analysis.modules, budget, s.data_calls, exports)
+                if any(id(mod) in keep for _, mod in changed):
+                    return True
+        return False
 
     def _hits(self, state: FileState, which: str, ctx: CheckContext) -> list[Hit]:
         analysis = state.analysis(which)

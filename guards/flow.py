@@ -522,7 +522,8 @@ def relevant(modules: list[tuple[int, PyModule]], budget: frozenset[str],
 
 # Words a chunk must mention for walking it to find anything (the rest is skipped).
 _EFFECT_WORDS = frozenset({*EFFECT_ATTRS, "next", "getattr", "autograd", "grad", "func", "vjp",
-                           "jvp", "jacrev", "jacfwd", "hessian"})
+                           "jvp", "jacrev", "jacfwd", "hessian",
+                           *(r.rsplit(".", 1)[-1] for r in DATA_READERS)})
 
 
 def file_flow(modules: list[tuple[int, PyModule]], budget: frozenset[str],

@@ -3,9 +3,10 @@
 Order matters for safety: paths are validated before any workspace file is read, so a
 patch naming `../../etc/passwd` is judged without touching it; the files are then applied
 twice, in memory (which maps hunks to lines) and by real `git apply` in a scratch folder
-(what the sandbox runs), and rules analyse what git wrote, decoded as the interpreter
-will decode it; any difference between the two blocks. A rule that raises, or a plugin
-that failed to load, is a `guards.error` finding that blocks.
+(what the sandbox runs, started first so it runs while the rules work); the rules analyse
+the text decoded as the interpreter will decode it, and any file where git's tree differs
+blocks, so a patch passes only when what was checked is exactly what git writes. A rule
+that raises, or a plugin that failed to load, is a `guards.error` finding that blocks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from guards.apply import ApplyError, apply_file
 from guards.context import CheckContext, FileState
 from guards.findings import SEVERITIES, AttemptMeta, Finding, GuardReport
-from guards.gitapply import git_apply
+from guards.gitapply import GitTree, PendingGit, start_git_apply
 from guards.patch import FileChange, Patch, PatchError, parse_patch
 from guards.registry import (
     BUILTIN_SPEC,
@@ -48,6 +49,8 @@ CORE_RULES = {
 }
 
 _CACHE: dict[tuple[object, ...], RuleRegistry] = {}
+ExpectedFile = tuple[FileChange, "str | None", "str | None"]
+"""A file as the in-memory reading of the patch leaves it: (change, before, after)."""
 
 
 def build_registry(config: WorkspaceConfig, settings: GuardSettings | None = None
@@ -106,9 +109,12 @@ def duplicate_paths(patch: Patch) -> set[str]:
     return {p for p, n in seen.items() if n > 1}
 
 
-def _prepare_files(patch: Patch, config: WorkspaceConfig) -> tuple[list[FileState],
-                                                                   list[Finding]]:
-    """Each file as `git apply` leaves it, checked against the in-memory reading."""
+def _prepare_files(patch: Patch, config: WorkspaceConfig) -> tuple[
+        list[FileState], list[Finding], PendingGit | None, list[ExpectedFile]]:
+    """Each file as the patch reads, and `git apply` started on a scratch copy.
+
+    The rules analyse the in-memory result while git runs; `_compare_with_git` then blocks
+    the patch wherever git's tree differs, so what passes is what git writes."""
     states, findings = [], []
     dups = duplicate_paths(patch)
     for p in sorted(dups):
@@ -121,7 +127,7 @@ def _prepare_files(patch: Patch, config: WorkspaceConfig) -> tuple[list[FileStat
     # by the path rules already, and must never be copied out of the workspace.
     complete = len(usable) == len(patch.files) and all(
         config.is_editable(p) for c in usable for p in c.paths)
-    expected: list[tuple[FileChange, str | None, str | None]] = []
+    expected: list[ExpectedFile] = []
     for change in usable:
         before = _read(config.root, change.old_path)
         try:
@@ -133,50 +139,18 @@ def _prepare_files(patch: Patch, config: WorkspaceConfig) -> tuple[list[FileStat
             complete = False
             continue
         expected.append((change, before, after))
-    tree = None
+    pending = None
     if complete and expected:
         paths = sorted({p for c, _, _ in expected for p in c.paths})
-        tree = git_apply(patch.text, config.root, paths)
-        if tree.missing:
+        started = start_git_apply(patch.text, config.root, paths)
+        if isinstance(started, GitTree):  # git is not installed
             findings.append(Finding("patch.divergent", "note", "", 0, "",
                                     "git is not installed: the patch was applied in memory "
                                     "only, not as the sandbox will apply it."))
-            tree = None
-        elif tree.error:
-            findings.append(Finding("patch.does_not_apply", "block", "", 0, tree.error,
-                                    f"git apply refuses the patch: {tree.error}"))
-            return states, findings
         else:
-            made = {c.new_path for c, _, _ in expected if c.new_path}
-            made |= {c.old_path for c, _, _ in expected if c.copied and c.old_path}
-            for extra in sorted((set(tree.files) | tree.links) - made):
-                findings.append(Finding("patch.divergent", "block", extra, 0, extra,
-                                        "git apply writes this file, but the patch as read "
-                                        "does not: the guards cannot check it."))
+            pending = started
     for change, before, after in expected:
-        if tree is not None and after is not None:
-            data = tree.files.get(change.path)
-            mine = after.encode("utf-8", "surrogateescape")
-            if data is None:
-                findings.append(Finding("patch.divergent", "block", change.path, 0, "",
-                                        "git apply does not leave this file where the patch "
-                                        "says it goes."))
-                continue
-            if data != mine:
-                findings.append(Finding("patch.divergent", "block", change.path, 0, "",
-                                        "git apply produces different content than the patch "
-                                        "shows (hunk placement or parsing differs); resend it "
-                                        "with more context lines."))
-            if change.path.endswith((".py", ".pyi", ".pyw")):
-                text, why = decode_python(data)
-                if text is None:
-                    findings.append(Finding("patch.encoding", "block", change.path, 0, "",
-                                            f"the file {why}"))
-                    continue
-                after = text
-            else:
-                after = data.decode("utf-8", "surrogateescape")
-        elif after is not None and change.path.endswith((".py", ".pyi", ".pyw")):
+        if after is not None and change.path.endswith((".py", ".pyi", ".pyw")):
             text, why = decode_python(after.encode("utf-8", "surrogateescape"))
             if text is None:
                 findings.append(Finding("patch.encoding", "block", change.path, 0, "",
@@ -190,7 +164,35 @@ def _prepare_files(patch: Patch, config: WorkspaceConfig) -> tuple[list[FileStat
                                     f"({state.syntax_error})."))
             continue
         states.append(state)
-    return states, findings
+    return states, findings, pending, expected
+
+
+def _compare_with_git(pending: PendingGit, expected: list[ExpectedFile]) -> list[Finding]:
+    tree = pending.result()
+    if tree.error:
+        return [Finding("patch.does_not_apply", "block", "", 0, tree.error,
+                        f"git apply refuses the patch: {tree.error}")]
+    out = []
+    made = {c.new_path for c, _, _ in expected if c.new_path}
+    made |= {c.old_path for c, _, _ in expected if c.copied and c.old_path}
+    for extra in sorted((set(tree.files) | tree.links) - made):
+        out.append(Finding("patch.divergent", "block", extra, 0, extra,
+                           "git apply writes this file, but the patch as read does not: the "
+                           "guards cannot check it."))
+    for change, _, after in expected:
+        if after is None:
+            continue
+        data = tree.files.get(change.path)
+        if data is None:
+            out.append(Finding("patch.divergent", "block", change.path, 0, "",
+                               "git apply does not leave this file where the patch says it "
+                               "goes."))
+        elif data != after.encode("utf-8", "surrogateescape"):
+            out.append(Finding("patch.divergent", "block", change.path, 0, "",
+                               "git apply produces different content than the patch shows "
+                               "(hunk placement or parsing differs); resend it with more "
+                               "context lines."))
+    return out
 
 
 def check_patch(
@@ -221,9 +223,21 @@ def check_patch(
             report.audit_id = audit.record(report, patch_text, str(config.root), meta)
         return report
 
-    states, engine_findings = _prepare_files(patch, config)
+    states, engine_findings, pending, expected = _prepare_files(patch, config)
     findings += engine_findings
-    context = CheckContext(config, settings, patch, states)
+    try:
+        findings += _run_rules(registry, patch, CheckContext(config, settings, patch, states))
+    finally:
+        if pending is not None:
+            findings += _compare_with_git(pending, expected)
+    report = GuardReport(findings=_tidy(findings), files=[c.path for c in patch.files])
+    if audit is not None:
+        report.audit_id = audit.record(report, patch_text, str(config.root), meta)
+    return report
+
+
+def _run_rules(registry: RuleRegistry, patch: Patch, context: CheckContext) -> list[Finding]:
+    findings: list[Finding] = []
     for rule_id, entry in registry.rules.items():
         try:
             result = entry.rule.check(patch, context)
@@ -235,10 +249,7 @@ def check_patch(
             findings.append(Finding("guards.error", "block", "", 0, f"{type(e).__name__}: {e}",
                                     f"rule {rule_id} ({entry.source}) raised; the patch is "
                                     "blocked until the rule is fixed."))
-    report = GuardReport(findings=_tidy(findings), files=[c.path for c in patch.files])
-    if audit is not None:
-        report.audit_id = audit.record(report, patch_text, str(config.root), meta)
-    return report
+    return findings
 
 
 def _tidy(findings: list[Finding]) -> list[Finding]:

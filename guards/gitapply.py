@@ -6,8 +6,9 @@ the files it names and hands back what git wrote: any file git creates, changes 
 removes that the in-memory reading of the patch did not predict is a divergence, and the
 engine blocks it (`patch.divergent`).
 
-git is started with `os.posix_spawnp` rather than `subprocess`: the check is one short
-command, and importing `subprocess` costs more than running git here.
+git is started with `os.posix_spawn` rather than `subprocess` (importing `subprocess` costs
+more than running git here), and runs while the rules analyse the in-memory reading; the
+engine compares the two at the end and blocks any difference.
 """
 
 from __future__ import annotations
@@ -47,24 +48,50 @@ def _scratch() -> Path:
     raise OSError("could not create a scratch folder for git apply")
 
 
-def _run_git(args: list[str], env: dict[str, str], err_path: Path) -> int:
+class PendingGit:
+    """A `git apply` running in its scratch folder while the guards analyse the patch."""
+
+    def __init__(self, base: Path, pid: int | None, error: str | None = None) -> None:
+        self.base, self.pid, self.error = base, pid, error
+
+    def result(self) -> GitTree:
+        """Wait for git, read what it wrote, remove the scratch folder."""
+        try:
+            if self.pid is None:
+                return GitTree(error=self.error or "git apply could not be started")
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = None
+            code = os.waitstatus_to_exitcode(status)
+            tree = self.base / "tree"
+            if code != 0:
+                err = self.base / "stderr"
+                text = err.read_text("utf-8", "replace") if err.exists() else ""
+                lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+                return GitTree(error=(lines[0] if lines else f"git apply exited {code}"))
+            out = GitTree()
+            for folder, dirs, names in os.walk(tree):
+                here = Path(folder)
+                for name in [*names, *dirs]:
+                    path = here / name
+                    rel = path.relative_to(tree).as_posix()
+                    if path.is_symlink():
+                        out.links.add(rel)
+                    elif name in names and path.is_file():
+                        out.files[rel] = path.read_bytes()
+            return out
+        finally:
+            if self.pid is not None:  # never leave a child behind
+                os.waitpid(self.pid, 0)
+                self.pid = None
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def start_git_apply(patch_text: str, root: Path, paths: list[str]) -> PendingGit | GitTree:
+    """Start `git apply` of `patch_text` on copies of `paths` (workspace-relative, already
+    validated as safe). Returns at once; `.result()` waits. A GitTree(missing=True) when
+    git is not installed."""
     git = shutil.which("git")
     if git is None:
-        return -1
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 2, str(err_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-    ]
-    pid = os.posix_spawn(git, [git, *args], env, file_actions=actions)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
-def git_apply(patch_text: str, root: Path, paths: list[str]) -> GitTree:
-    """Apply `patch_text` with `git apply` to copies of `paths` (workspace-relative,
-    already validated as safe) and return the resulting tree."""
-    if shutil.which("git") is None:
         return GitTree(missing=True)
     base = _scratch()
     try:
@@ -81,22 +108,20 @@ def git_apply(patch_text: str, root: Path, paths: list[str]) -> GitTree:
         # As in the sandbox: no enclosing repository may change how git reads paths.
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CEILING_DIRECTORIES":
                str(base), "HOME": str(base), "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C"}
-        err = base / "stderr"
-        code = _run_git(["-C", str(tree), "apply", str(patch_file)], env, err)
-        if code != 0:
-            text = err.read_text("utf-8", "replace") if err.exists() else ""
-            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            return GitTree(error=(lines[0] if lines else f"git apply exited {code}"))
-        out = GitTree()
-        for folder, dirs, names in os.walk(tree):
-            here = Path(folder)
-            for name in [*names, *dirs]:
-                path = here / name
-                rel = path.relative_to(tree).as_posix()
-                if path.is_symlink():
-                    out.links.add(rel)
-                elif name in names and path.is_file():
-                    out.files[rel] = path.read_bytes()
-        return out
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, str(base / "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+             0o600),
+        ]
+        pid = os.posix_spawn(git, [git, "-C", str(tree), "apply", str(patch_file)], env,
+                             file_actions=actions)
+        return PendingGit(base, pid)
+    except OSError as e:
+        return PendingGit(base, None, f"git apply could not be started: {e}")
+
+
+def git_apply(patch_text: str, root: Path, paths: list[str]) -> GitTree:
+    """`start_git_apply` and wait for it."""
+    pending = start_git_apply(patch_text, root, paths)
+    return pending if isinstance(pending, GitTree) else pending.result()

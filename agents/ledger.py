@@ -69,7 +69,10 @@ CREATE TABLE IF NOT EXISTS experiments (
     threshold       REAL,            -- keep_k x noise at decision time
     noise           REAL,
     commit_sha      TEXT,
-    train_s         REAL,
+    train_s         REAL,            -- the training step, start to exit (outside clock)
+    startup_s       REAL,            -- step start to its first read of training data
+    window_s        REAL,            -- first read of training data to exit: what the budget judges
+    export_s        REAL,            -- model.pt2 created to the step's exit (the export as seen)
     eval_s          REAL,
     overhead_s      REAL,
     tokens_in       INTEGER NOT NULL DEFAULT 0,
@@ -98,6 +101,9 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 """
 
 _JSON_FIELDS = ("agent_meta", "guard_findings", "result")
+# Columns added after the first release, in order; older ledgers get them on open.
+_ADDED_COLUMNS = (("setup", "TEXT"), ("startup_s", "REAL"), ("window_s", "REAL"),
+                  ("export_s", "REAL"))
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,9 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             cols = {r[1] for r in self._db.execute("PRAGMA table_info(experiments)")}
-            if "setup" not in cols:  # a ledger written before the column existed
-                self._db.execute("ALTER TABLE experiments ADD COLUMN setup TEXT")
+            for col, kind in _ADDED_COLUMNS:  # a ledger written before the column existed
+                if col not in cols:
+                    self._db.execute(f"ALTER TABLE experiments ADD COLUMN {col} {kind}")
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=5000")
 
@@ -228,12 +235,16 @@ class Ledger:
     def store_result(self, exp_id: str, result: dict[str, Any]) -> None:
         """Write the sandbox result once; a second call for the same row is ignored."""
         mem = result.get("peak_memory_mb")
+        timing = result.get("timing") or {}
         with self._tx() as db:
             db.execute(
                 "UPDATE experiments SET result=?, sandbox_status=?, val_bpb=?, memory_mb=?,"
-                " train_s=?, eval_s=?, overhead_s=? WHERE id=? AND result IS NULL",
+                " train_s=?, startup_s=?, window_s=?, export_s=?, eval_s=?, overhead_s=?"
+                " WHERE id=? AND result IS NULL",
                 (json.dumps(result, sort_keys=True, default=str), result.get("status"),
                  result.get("val_bpb"), mem, result.get("train_seconds"),
+                 timing.get("startup_s"), timing.get("window_s"),
+                 timing.get("model_created_before_end_s"),
                  result.get("eval_seconds"), result.get("overhead_seconds"), exp_id),
             )
 

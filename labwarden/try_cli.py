@@ -170,6 +170,16 @@ def _print(as_json: bool, report, result, backend: str | None) -> None:  # noqa:
         print(f"reason:           {result.reason}")
     print(f"val_bpb:          {result.val_bpb if result.val_bpb is not None else '-'}")
     print(f"train_seconds:    {result.train_seconds}")
+    timing = result.timing
+    if timing is not None:
+        startup = "-" if timing.startup_s is None else f"{timing.startup_s:.1f}"
+        export = ("-" if timing.model_created_before_end_s is None
+                  else f"{timing.model_created_before_end_s:.1f}")
+        print(f"trained_seconds:  {timing.window_s:.1f} (first data read to exit; limit "
+              f"{timing.window_limit_s:g} = budget {timing.budget_s:g} + export allowance "
+              f"{timing.export_allowance_s:g})")
+        print(f"startup_seconds:  {startup}  export_seconds: {export}  "
+              f"(reads seen by {timing.data_seen_by})")
     print(f"eval_seconds:     {result.eval_seconds}")
     print(f"overhead_seconds: {result.overhead_seconds}")
     print(f"peak_memory_mb:   {result.peak_memory_mb}")

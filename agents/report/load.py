@@ -179,6 +179,8 @@ def _fill_experiments(data: ReportData, rows: list[dict[str, Any]]) -> None:
             value=value,
             margin=_num(r.get("margin")),
             seconds=seconds,
+            trained_s=_num(r.get("window_s")),
+            export_s=_num(r.get("export_s")),
             tokens=tokens or None,
             cost_usd=_num(r.get("cost_usd")),
             agent=str(r.get("agent") or ""),

@@ -31,6 +31,11 @@ class Experiment:
     """How much better than the best before it (positive = better), as the ledger recorded."""
     seconds: float | None = None
     """Wall time of the experiment (training + evaluation), when known."""
+    trained_s: float | None = None
+    """The training window the sandbox measured from outside (first read of training data
+    to the step's exit): what the budget is judged on."""
+    export_s: float | None = None
+    """From model.pt2's creation to the step's exit: the export, as seen from outside."""
     tokens: int | None = None
     """LLM tokens spent on it (input + output); None when no LLM was used."""
     cost_usd: float | None = None

@@ -98,7 +98,8 @@ def _summary(data: ReportData) -> str:
 
 COLUMNS = (
     ("#", "num"), ("id", "text"), ("hypothesis", "text"), ("status", "text"),
-    ("val_bpb", "num"), ("margin", "num"), ("time (s)", "num"), ("tokens", "num"),
+    ("val_bpb", "num"), ("margin", "num"), ("time (s)", "num"), ("trained (s)", "num"),
+    ("export (s)", "num"), ("tokens", "num"),
     ("cost ($)", "num"), ("agent", "text"),
 )
 
@@ -150,6 +151,8 @@ def _row(i: int | None, e: Experiment) -> str:
         f"{_num_cell(e.value, _fmt(e.value))}"
         f"{_num_cell(e.margin, margin)}"
         f"{_num_cell(e.seconds, _fmt(e.seconds, 1))}"
+        f"{_num_cell(e.trained_s, _fmt(e.trained_s, 1))}"
+        f"{_num_cell(e.export_s, _fmt(e.export_s, 1))}"
         f"{_num_cell(e.tokens, f'{e.tokens:,}' if e.tokens else '')}"
         f"{_num_cell(e.cost_usd, f'{e.cost_usd:.4f}' if e.cost_usd else '')}"
         f'<td data-sort="{_e(e.agent)}">{_e(e.agent)}'

@@ -161,3 +161,32 @@ def test_resume_after_kill_9_records_every_experiment_once(workspace: Path):
     third = labwarden(workspace, "run", "--resume")
     assert third.returncode == 0 and len(Ledger(path, readonly=True).experiments(
         run_id="r2")) == 2
+
+
+def test_run_audits_a_kill_at_the_time_limit_and_goes_on(workspace: Path, tmp_path):
+    """An honest but far too slow change is killed from outside: the ledger says crash, the
+    audit trail says why (runtime.budget), and the run goes on to its next experiment."""
+    from patchkit import replace_line
+
+    with (workspace / "labwarden.toml").open("a") as f:
+        f.write("\n[sandbox]\nstartup_allowance_s = 6\nexport_allowance_s = 1\n")
+    script = tmp_path / "script"
+    script.mkdir()
+    slow = replace_line(workspace, "trainer/train.py", "NS_STEPS = 5",
+                        "NS_STEPS = 2000000           # Newton-Schulz iterations per Muon update")
+    (script / "01-slow.patch").write_text(f"Subject: Orthogonalise far more exactly\n\n{slow}")
+    proc = labwarden(workspace, "run", "--agent", "scripted", "--script", str(script),
+                     "--backend", "local", "--time-budget", BUDGET)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ledger = Ledger(workspace / ".labwarden" / "ledger.sqlite", readonly=True)
+    (row,) = ledger.experiments(run_id="r2")
+    assert row["guard_verdict"] == "passed", row["guard_findings"]
+    assert row["result"]["status"] == "timeout" and row["status"] == "crash", row["result"]
+    assert row["result"]["timing"]["killed"] is True
+    audit = [a for a in audit_rows(workspace) if a["experiment_id"] == row["id"]]
+    assert [a["verdict"] for a in audit] == ["passed", "blocked"]
+    assert audit[1]["kind"] == "runtime" and audit[1]["rules"] == "runtime.budget"
+    import json
+
+    details = json.loads(audit[1]["details"])
+    assert details["sandbox_status"] == "timeout" and details["backend"] == "local"

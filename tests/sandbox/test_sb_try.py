@@ -137,7 +137,7 @@ def test_budget_overrun_is_recorded_in_the_audit_trail(
     ws = tmp_path / "ws"
     shutil.copytree(try_workspace, ws, ignore=shutil.ignore_patterns("runs", "*.sqlite*"))
     with (ws / "labwarden.toml").open("a") as f:
-        f.write("\n[sandbox]\ngrace_s = 2\n")
+        f.write("\n[sandbox]\nstartup_allowance_s = 1\nexport_allowance_s = 1\n")
     train = (ws / "trainer" / "train.py").read_text().splitlines(True)
     # Spin before anything else: the sandbox, not the trainer, must end it.
     cut = next(i for i, line in enumerate(train) if line.startswith("import torch\n"))

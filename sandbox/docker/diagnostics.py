@@ -39,10 +39,10 @@ def measured_guarantees(
     backend: DockerBackend, state_dir: Path | None = None
 ) -> list[tuple[str, bool, str]]:
     """The image checked, then two probe containers: what the container may do, and what
-    it can read (`sandbox.conformance.probe_exposure`; `state_dir` gets its marker)."""
-    from sandbox.conformance import probe_exposure
+    it can read (`sandbox.exposure.probe_exposure`; `state_dir` gets its marker)."""
     from sandbox.docker import prereqs
     from sandbox.docker.images import OFFLINE_TAG, image_label, offline_inputs_hash
+    from sandbox.exposure import probe_exposure
 
     # The doctor reports; it never starts a build behind the user's back.
     label = image_label(backend.client, backend.image)

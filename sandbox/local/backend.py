@@ -53,7 +53,7 @@ from sandbox.local.isolation import (
 from sandbox.spec import ExperimentResult, ExperimentSpec
 
 if TYPE_CHECKING:
-    from sandbox.conformance import Exposure
+    from sandbox.exposure import Exposure
 
 _OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "can't allocate memory")
 
@@ -232,7 +232,7 @@ class LocalBackend(SandboxBackend):
         """Measured here: the namespaces and the fresh root probed, then one quick probe
         step at that level (what it can read). `state_dir`: the workspace's state folder,
         where the probe leaves a marker the step must not see."""
-        from sandbox.conformance import probe_exposure
+        from sandbox.exposure import probe_exposure
 
         prefix = unshare_prefix()
         level = self.isolation
@@ -293,10 +293,10 @@ _EXPOSURES: dict[str, Exposure] = {}
 
 
 def exposure(backend: LocalBackend) -> Exposure:
-    """The quick probe's answer at the backend's level (`sandbox.conformance.Exposure`),
+    """The quick probe's answer at the backend's level (`sandbox.exposure.Exposure`),
     measured once per process and level: a real step that tries to open the host's
     `pydoc_data`, a host folder outside its mounts and the host's /dev/shm."""
-    from sandbox.conformance import probe_exposure
+    from sandbox.exposure import probe_exposure
 
     level = backend.isolation
     if level not in _EXPOSURES:

@@ -91,7 +91,7 @@ def _inside(step: StepSpec) -> dict:
 
 @needs_fresh_root
 def test_fresh_root_shows_the_step_only_its_mounts_and_the_runtime(tmp_path: Path) -> None:
-    from sandbox.conformance import host_pydoc_dirs
+    from sandbox.scan import host_pydoc_dirs
 
     state = tmp_path / "state"  # stands for .labwarden/: earlier runs, ledger, audit
     state.mkdir()
@@ -195,7 +195,8 @@ def test_non_builtin_data_is_not_refused(tiny_workspace: Path, tmp_path: Path) -
 
 
 def test_probe_measures_what_each_level_exposes(tmp_path: Path) -> None:
-    from sandbox.conformance import host_pydoc_dirs, probe_exposure
+    from sandbox.exposure import probe_exposure
+    from sandbox.scan import host_pydoc_dirs
 
     assert host_pydoc_dirs(), "control: this host's interpreter has a pydoc_data folder"
     weak = probe_exposure(LocalBackend(isolation="none"), tmp_path / "state")
@@ -226,7 +227,7 @@ def test_leftovers_finds_a_process_by_its_run_marker(tmp_path: Path) -> None:
 def _topic_needles():  # noqa: ANN202
     from pydoc_data.topics import topics
 
-    from sandbox.conformance import EXCERPT_CHARS, _scan_digest, _scan_needles, _word_windows
+    from sandbox.scan import EXCERPT_CHARS, _scan_digest, _scan_needles, _word_windows
 
     windows: set[bytes] = set()
     for text in topics.values():
@@ -241,7 +242,7 @@ def test_scan_finds_the_text_in_every_form_it_is_stored_in(tmp_path: Path) -> No
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sandbox.conformance import _scan_tree
+    from sandbox.scan import _scan_tree
 
     windows, needles = _topic_needles()
     source = Path(module.__file__)

@@ -14,5 +14,7 @@ Public entry points (everything else is private to prepare and the evaluator):
 Parts: `profiles` (the frozen constants), `sources/` (builtin, local, climbmix), `shards`
 (parquet document folders), `tokenizer` (rustbpe-trained BPE run by tiktoken), `packing`
 (BOS-aligned rows, shared by training and evaluation), `model_io` (safe loading of the
-exported program), `probes` (output contract, causality, batch independence).
+exported program: no pickles, registered and deterministic operators only, no state),
+`probes` (output contract, and causality checked on scored rows at secret cuts drawn at
+evaluation time, at the scoring batch sizes, in nats).
 """

@@ -44,7 +44,9 @@ class Profile:
     ran 1.3-2.6 s past its budget (model.pt2 created 0.7-1.5 s before the exit), small
     1.8-3.2 s; tiny's is about 2x the worst, small's (below) about 3x."""
     val_fraction: float = 0.1
-    """Share of documents (by name hash) that go to validation, for builtin and local sources."""
+    """Share of documents (by name hash) that go to validation, for `local:DIR` sources. The
+    built-in source splits by kind instead: every help() topic is validation (text the
+    sandbox does not carry), the standard library's docstrings are training."""
     climbmix_train_shards: int = 1
     """How many climbmix training shards `prepare` downloads (validation shard pinned apart)."""
     tokenizer_max_chars: int = 1_000_000_000
@@ -95,7 +97,7 @@ PROFILES: dict[str, Profile] = {
             device="cpu",
             default_source="builtin",
             export_allowance_s=10.0,
-            val_fraction=0.2,  # the built-in corpus is ~2 MB; val must hold eval_tokens
+            val_fraction=0.2,  # local:DIR sources: val must hold eval_tokens
         ),
         Profile(
             name="gpu",

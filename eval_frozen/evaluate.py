@@ -19,8 +19,10 @@ vocabulary and a model cannot gain by predicting document starts.
 metrics.json, written in every case:
     status            "scored" | "rejected" | "error"
     val_bpb           float, only when scored
-    reason            "" when scored; else "seal_broken: ...", "probe_failed: causality (...)"
-                      or the input error
+    reason            "" when scored; else "seal_broken: ...", "probe_failed: causality (...)",
+                      "model_refused: ..." (a file built to run code or dodge the checks:
+                      pickles, code in shape expressions, calls that are not operators,
+                      random operators, writes to state) or the input error
     probes            [{"name": "causality", "passed", "checks", "failed",
                         "max_deviation_nats", "tolerance_nats", "batch_sizes", "rows",
                         "worst_failures": [{"row", "cut", "deviation_nats"}, ...],
@@ -33,10 +35,9 @@ metrics.json, written in every case:
     seal_hash, timings (seconds: data_s, eval_s, probes_s, seal_s, load_s, total_s;
                       tokens_per_s), profile, device, model
 
-Exit codes: 0 scored; 1 rejected (a probe failed or the seal is broken: the run is
-discarded with a named reason); 2 input error (missing data or model, corrupt model file,
-wrong vocabulary, non-finite logits, a random operator, a write to the model's state),
-one line on stderr.
+Exit codes: 0 scored; 1 rejected (a probe failed, the model was refused, or the seal is
+broken: the run is discarded with a named reason); 2 input error (missing data or model,
+corrupt model file, wrong vocabulary, non-finite logits), one line on stderr.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from eval_frozen import seal as _seal
 from eval_frozen import tokenizer as _tokenizer
-from eval_frozen.errors import EvalInputError
+from eval_frozen.errors import EvalInputError, ModelRefused
 from eval_frozen.model_io import GuardedForward, deterministic_algorithms, load_program
 from eval_frozen.packing import pack_rows
 from eval_frozen.probes import (
@@ -246,9 +247,15 @@ def evaluate_file(model_path: str | Path, data_dir: str | Path, profile: str | N
                           seal_hash=check.seal_hash, profile=prof.name, device=device,
                           model=str(model_path), timings={"seal_s": seal_s})
     t0 = time.perf_counter()
-    forward = load_program(model_path, device)
-    load_s = time.perf_counter() - t0
-    result = score(forward, data_dir, prof, device=device)
+    try:
+        forward = load_program(model_path, device)
+        load_s = time.perf_counter() - t0
+        result = score(forward, data_dir, prof, device=device)
+    except ModelRefused as e:  # built to run code or dodge the checks: a rejection
+        return EvalResult(status="rejected", reason=f"model_refused: {e}",
+                          seal_hash=check.seal_hash, profile=prof.name, device=device,
+                          model=str(model_path),
+                          timings={"seal_s": seal_s, "total_s": time.perf_counter() - t_start})
     result.seal_hash = check.seal_hash
     result.model = str(model_path)
     result.timings.update(seal_s=seal_s, load_s=load_s, total_s=time.perf_counter() - t_start)

@@ -44,13 +44,14 @@ the ids tensor alone, which is what the evaluator's causality check relies on. O
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval_frozen.errors import EvalInputError
+from eval_frozen.errors import EvalInputError, ModelRefused
 
 if TYPE_CHECKING:
     import torch
@@ -92,17 +93,99 @@ def _quiet_weights_only_loads():
 
 
 def _check_archive(path: Path) -> None:
+    """Refuse what `torch.export.load` would run as Python before any graph check:
+    pickled objects, and shape expressions that are not plain arithmetic (the loader
+    hands every `expr_str` to `sympy.sympify`, which evaluates it as Python)."""
+    import json
+
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
+            for name in names:
+                if os.path.basename(name).startswith(_PICKLED_OBJECT_PREFIXES):
+                    raise ModelRefused(
+                        f"{path} holds a pickled Python object ({name}); only tensors and "
+                        f"operator graphs are accepted.")
+                if name.endswith(".json"):
+                    try:
+                        doc = json.loads(z.read(name))
+                    except ValueError:
+                        raise EvalInputError(f"{path}: {name} is not JSON.") from None
+                    for expr in _expr_strings(doc):
+                        check_shape_expr(expr, where=f"{path}: {name}")
     except (zipfile.BadZipFile, OSError) as e:
         raise EvalInputError(f"{path} is not a torch.export archive ({e}).") from None
-    for name in names:
-        if os.path.basename(name).startswith(_PICKLED_OBJECT_PREFIXES):
-            raise EvalInputError(
-                f"{path} holds a pickled Python object ({name}); only tensors and operator "
-                f"graphs are accepted."
-            )
+
+
+def _expr_strings(doc: object) -> Iterator[object]:
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key == "expr_str":
+                    yield value
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+# A shape expression is arithmetic on size symbols (s0, u3 ...), integers and the few
+# functions torch's shape algebra prints; anything else (attributes, strings, calls of
+# other names) is refused, since sympify would evaluate it.
+_SHAPE_TOKEN = re.compile(
+    r"\s*(?:(?P<symbol>Symbol\('[a-z]+[0-9]+'(?:,\s*[a-z]+=(?:True|False))*\))"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<number>[0-9]+(?:\.[0-9]+)?)"
+    r"|(?P<op>\*\*|//|==|!=|<=|>=|[-+*/%(),<>&|~]))")
+_SHAPE_FUNCTIONS = frozenset({
+    "FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt",
+    "FloorToInt", "CeilDiv", "IntTrueDiv", "FloatTrueDiv", "PowByNatural", "FloatPow",
+    "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity",
+    "IsNonOverlappingAndDenseIndicator", "LShift", "RShift", "BitwiseFn_bitwise_and",
+    "BitwiseFn_bitwise_or", "Max", "Min", "Abs", "Integer", "Rational", "Eq", "Ne", "Ge",
+    "Gt", "Le", "Lt", "And", "Or", "Not", "True", "False", "oo",
+})
+_SIZE_SYMBOL = re.compile(r"[a-z]+[0-9]+")
+
+
+def check_shape_expr(expr: object, *, where: str = "the model") -> None:
+    """ModelRefused unless `expr` is plain arithmetic on size symbols (see _SHAPE_TOKEN)."""
+    text = expr if isinstance(expr, str) else None
+    pos = 0
+    while text is not None and pos < len(text):
+        m = _SHAPE_TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            break
+        name = m.group("name")
+        if name is not None and not (name in _SHAPE_FUNCTIONS or _SIZE_SYMBOL.fullmatch(name)):
+            break
+        pos = m.end()
+    else:
+        if text is not None and len(text) <= 2000:
+            return
+    raise ModelRefused(f"{where} has a shape expression that is not plain arithmetic on "
+                       f"sizes ({str(expr)[:80]!r}); the loader would run it as Python.")
+
+
+@contextmanager
+def _sympify_only_shapes() -> Iterator[None]:
+    """While torch loads the program, `sympy.sympify` accepts shape arithmetic only: a
+    second line behind `_check_archive`, for any string the loader evaluates."""
+    import sympy
+
+    original = sympy.sympify
+
+    def guarded(a: object, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(a, str):
+            check_shape_expr(a)
+        return original(a, *args, **kwargs)
+
+    sympy.sympify = guarded
+    try:
+        yield
+    finally:
+        sympy.sympify = original
 
 
 # ---- randomness ----------------------------------------------------------------------------
@@ -186,17 +269,17 @@ def check_graph(graph_module: torch.fx.GraphModule) -> None:
         where = f" in {mod_name}" if mod_name else ""
         for node in graph.nodes:
             if node.op in ("call_module", "call_method"):
-                raise EvalInputError(f"exported graph calls a {node.op} ({node.target}); "
-                                     f"only operators are accepted.")
+                raise ModelRefused(f"exported graph calls a {node.op} ({node.target}); "
+                                   f"only operators are accepted.")
             if node.op != "call_function":
                 continue
             if not _allowed_target(node.target):
-                raise EvalInputError(f"exported graph calls {node.target!r}{where}, which is "
-                                     f"not a registered operator.")
+                raise ModelRefused(f"exported graph calls {node.target!r}{where}, which is "
+                                   f"not a registered operator.")
             why = _static_random_use(node.target, tuple(node.args), dict(node.kwargs))
             if why:
-                raise EvalInputError(f"exported graph calls {why}{where}, which draws random "
-                                     f"numbers; the evaluator scores only deterministic models.")
+                raise ModelRefused(f"exported graph calls {why}{where}, which draws random "
+                                   f"numbers; the evaluator scores only deterministic models.")
 
 
 def check_stateless(program: torch.export.ExportedProgram) -> None:
@@ -223,15 +306,15 @@ def check_stateless(program: torch.export.ExportedProgram) -> None:
         if spec.kind == OutputKind.USER_OUTPUT:
             continue
         if spec.kind == OutputKind.TOKEN:
-            raise EvalInputError("the exported model has side effects (effect tokens); the "
-                                 "evaluator accepts only stateless models.")
+            raise ModelRefused("the exported model has side effects (effect tokens); the "
+                               "evaluator accepts only stateless models.")
         name = spec.target or getattr(spec.arg, "name", "?")
-        raise EvalInputError(f"the exported model writes to {name!r} during forward; "
-                             f"the evaluator accepts only stateless models.")
+        raise ModelRefused(f"the exported model writes to {name!r} during forward; "
+                           f"the evaluator accepts only stateless models.")
     for spec in sig.input_specs:
         if spec.kind in (InputKind.CUSTOM_OBJ, InputKind.TOKEN):
-            raise EvalInputError(f"the exported model takes a {spec.kind.name.lower()} input "
-                                 f"({spec.target}); only tensors are accepted.")
+            raise ModelRefused(f"the exported model takes a {spec.kind.name.lower()} input "
+                               f"({spec.target}); only tensors are accepted.")
 
 
 # ---- runtime guard -------------------------------------------------------------------------
@@ -304,19 +387,19 @@ def _make_guard_class() -> type:
             if seeded:
                 why = random_use(func, args, kwargs)
                 if why:
-                    raise EvalInputError(f"the model ran {why}, which draws random numbers; "
-                                         f"the evaluator scores only deterministic models.")
+                    raise ModelRefused(f"the model ran {why}, which draws random numbers; "
+                                       f"the evaluator scores only deterministic models.")
             for i, name in writes:
                 value = args[i] if i < len(args) else kwargs.get(name)
                 for t in value if isinstance(value, list | tuple) else (value,):
                     key = _storage_key(t) if isinstance(t, torch.Tensor) else 0
                     if key in self.protected:
-                        raise EvalInputError(
+                        raise ModelRefused(
                             f"the exported model writes to {self.protected[key]!r} during "
                             f"forward ({func}); the evaluator accepts only stateless models.")
             if kind == "resize":
-                raise EvalInputError(f"the model ran {func}, which can expose uninitialised "
-                                     f"memory; the evaluator refuses it.")
+                raise ModelRefused(f"the model ran {func}, which can expose uninitialised "
+                                   f"memory; the evaluator refuses it.")
             out = func(*args, **kwargs)
             if kind == "empty" and isinstance(out, torch.Tensor):
                 out.zero_()  # no leftovers of earlier passes
@@ -339,8 +422,8 @@ def _make_guard_class() -> type:
                 with torch.autocast(device_type, dtype=dtype, enabled=enabled,
                                     cache_enabled=cache_enabled), self:
                     return body(*rest)
-            raise EvalInputError(f"the model ran the higher-order operator {name}; the "
-                                 f"evaluator follows only {', '.join(_HIGHER_ORDER_OPS)}.")
+            raise ModelRefused(f"the model ran the higher-order operator {name}; the "
+                               f"evaluator follows only {', '.join(_HIGHER_ORDER_OPS)}.")
 
     return _Guard
 
@@ -398,7 +481,7 @@ def load_program(path: str | Path, device: str = "cpu") -> GuardedForward:
         raise EvalInputError(f"model file {path} not found.")
     _check_archive(path)
     try:
-        with _quiet_weights_only_loads():
+        with _quiet_weights_only_loads(), _sympify_only_shapes():
             program = torch.export.load(str(path))
     except EvalInputError:
         raise

@@ -45,7 +45,8 @@ class RuntimeStop:
     """One audit entry for something the sandbox or the evaluator stopped."""
 
     kind: str
-    """Becomes the audit rule id `runtime.<kind>`: budget, seal, evaluator, oom, sandbox."""
+    """Becomes the audit rule id `runtime.<kind>`: budget, seal, leakage, evaluator, oom,
+    sandbox."""
     severity: str
     message: str
 
@@ -69,6 +70,8 @@ def _violation_kind(message: str) -> str:
         return "budget"
     if "seal" in text or "frozen file" in text:
         return "seal"
+    if "validation text" in text:
+        return "leakage"
     return "sandbox"
 
 

@@ -22,11 +22,12 @@ from pathlib import Path
 from labwarden.errors import InputError
 from sandbox.backend import Mount, SandboxBackend, StepOutcome, StepSpec
 from sandbox.budget import Budget, Measured, Verdict, judge
+from sandbox.carried import carried_val_text
 from sandbox.datalinks import link_split, remove_links
 from sandbox.runtime_guards import FrozenGuard
 from sandbox.settings import SandboxSettings
 from sandbox.spec import ExperimentResult, ExperimentSpec, Status, TrainingTiming
-from sandbox.staging import apply_patch, stage
+from sandbox.staging import apply_patch, code_files, stage
 from sandbox.watch import READS, WRITES, FolderWatch, Watch
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -182,6 +183,9 @@ def run_experiment(backend: SandboxBackend, spec: ExperimentSpec) -> ExperimentR
 
     guard = FrozenGuard(cfg.root, data, staged.frozen_files)
     problems = guard.check("before training", staged.work)
+    carried = carried_val_text(staged.work, code_files(cfg, staged.work)[0], data / "val")
+    if carried:
+        problems.append(carried)
     if problems:
         run.violations += problems
         return run.finish("violation", problems[0])

@@ -260,6 +260,8 @@ LEDGER_RULES = (
     Rule("runtime.budget", "block", "sandbox", _BUDGET),
     Rule("runtime.seal", "block", "sandbox", _SEAL),
     Rule("runtime.oom", "note", "sandbox", _OOM),
+    Rule("runtime.leakage", "block", "sandbox", "The patched editable files carried excerpts "
+         "of the validation text into the training step; the metric is void."),
     Rule("reviewer", "review", "reviewer agent", _REVIEW),
     Rule("evaluator-probe", "block", "eval_frozen", _PROBE),
     Rule("sandbox-violation", "block", "sandbox", _SANDBOX),

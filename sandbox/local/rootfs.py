@@ -252,12 +252,14 @@ def device_entries() -> list[Entry]:
 
 def step_plan(step: StepSpec, mount_point: Path) -> dict[str, object]:
     """Everything `enter.py` needs to build this step's root at `mount_point`, as JSON data."""
-    entries: list[Entry] = [list(e) for e in system_entries()]
+    # The scratch folders first: an interpreter or venv that lives under /tmp (a CI clone)
+    # is then bound on top of the empty /tmp instead of being covered by it.
+    entries: list[Entry] = [["tmpfs", "/tmp", f"size={step.limits.tmpfs_mb}m,mode=1777"]]
+    entries += [list(e) for e in system_entries()]
     entries += device_entries()
     if os.path.isdir("/sys"):
         entries.append(["bind", "/sys", "/sys", True])
     entries.append(["proc", "/proc"])
-    entries.append(["tmpfs", "/tmp", f"size={step.limits.tmpfs_mb}m,mode=1777"])
     entries.append(["tmpfs", "/dev/shm", f"size={step.limits.shm_mb}m,mode=1777"])
     entries.append(["dir", ROOT])
     hidden = [h.resolve() for h in step.hide]

@@ -25,6 +25,9 @@ def _result(status: str, reason: str = "", violations: list[str] | None = None) 
               "after training: seal: hash mismatch for val/shard_00000.parquet"]),
      [("seal", "block"), ("seal", "block")]),
     (_result("violation", "something else the sandbox saw"), [("sandbox", "block")]),
+    (_result("violation", "carried", ["before training: the editable files carry validation "
+                                      "text (120 excerpts, 120 in trainer/notes.py)"]),
+     [("leakage", "block")]),
     (_result("timeout", "training overran its limit of 45 s and was killed"),
      [("budget", "block")]),
     (_result("timeout", "killed", ["training ran 46 s, past its budget"]),

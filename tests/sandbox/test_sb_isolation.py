@@ -11,6 +11,7 @@ import py_compile
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -217,6 +218,10 @@ def test_leftovers_finds_a_process_by_its_run_marker(tmp_path: Path) -> None:
     run_dir.mkdir()
     proc = subprocess.Popen(["sleep", "30"], cwd="/", env={RUN_MARKER: str(run_dir)})
     try:
+        # The child's /proc entry shows its own environment once exec is done: poll for it.
+        deadline = time.monotonic() + 30
+        while proc.pid not in _leftovers(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert proc.pid in _leftovers(run_dir)
         assert proc.pid not in _leftovers(tmp_path / "another-run")
     finally:

@@ -231,6 +231,28 @@ def random_use(op: Any, args: tuple, kwargs: dict) -> str | None:
 
 # ---- static checks -------------------------------------------------------------------------
 
+# Operators run by the model come from these namespaces only: the tensor algebra. The rest
+# of what is registered (collectives, profiler callbacks, JIT Python ops, debug loaders,
+# backend kernels) has nothing to do in a scored forward pass.
+_OPERATOR_NAMESPACES = ("aten", "prims")
+# Tensor-algebra operators that reach outside the program: files (`from_file` maps any
+# readable file, the validation shards of the evaluation step included), printing, saving.
+_IO_OPERATORS = ("from_file", "save", "_print", "record_stream", "_pin_memory", "pin_memory")
+
+
+def operator_refusal(op: Any) -> str | None:
+    """Why an operator may not run in a scored model (None: it may)."""
+    # "aten::add.Tensor" for an overload, "aten::add" for a packet.
+    name = str(getattr(op, "_qualified_op_name", None) or op.name())
+    namespace, _, rest = name.partition("::")
+    base = rest.split(".")[0]
+    if namespace not in _OPERATOR_NAMESPACES:
+        return f"{name} is not a tensor-algebra operator (namespaces {_OPERATOR_NAMESPACES})"
+    if base in _IO_OPERATORS:
+        return f"{name} reaches outside the program (files, printing)"
+    return None
+
+
 def _allowed_target(target: object) -> bool:
     import math
     import operator
@@ -238,7 +260,7 @@ def _allowed_target(target: object) -> bool:
     import torch
 
     if isinstance(target, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
-        return True
+        return operator_refusal(target) is None
     if isinstance(target, torch._ops.HigherOrderOperator):
         return target.name() in _HIGHER_ORDER_OPS
     module = getattr(target, "__module__", None)
@@ -383,6 +405,9 @@ def _make_guard_class() -> type:
             kwargs = kwargs or {}
             if isinstance(func, torch._ops.HigherOrderOperator):
                 return self._higher_order(func, args, kwargs)
+            refused = operator_refusal(func)
+            if refused:
+                raise ModelRefused(f"the model ran {refused}; the evaluator refuses it.")
             seeded, writes, kind = _op_info(func)
             if seeded:
                 why = random_use(func, args, kwargs)

@@ -97,3 +97,35 @@ def test_the_second_line_guards_sympify_itself_while_loading() -> None:
         with pytest.raises(ModelRefused):
             sympy.sympify("__import__('os').getcwd()")
     assert sympy.sympify("x + 1") is not None  # restored afterwards
+
+
+def test_operators_come_from_the_tensor_algebra_only() -> None:
+    import torch
+
+    from eval_frozen.model_io import operator_refusal
+
+    assert operator_refusal(torch.ops.aten.add.Tensor) is None
+    assert operator_refusal(torch.ops.aten.scaled_dot_product_attention.default) is None
+    assert operator_refusal(torch.ops.prims.convert_element_type.default) is None
+    assert "outside the program" in operator_refusal(torch.ops.aten.from_file.default)
+    assert "outside the program" in operator_refusal(torch.ops.aten.save.default)
+    assert "not a tensor-algebra" in operator_refusal(
+        torch.ops.profiler._record_function_enter.default)
+
+
+def test_a_model_that_reads_a_file_while_scored_is_refused(tmp_path) -> None:
+    """The evaluation step mounts the validation shards: a model may not open files."""
+    import torch
+
+    from eval_frozen.model_io import GuardedForward
+
+    secret = tmp_path / "val.bin"
+    secret.write_bytes(bytes(range(256)) * 4)
+
+    class Reader(torch.nn.Module):
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            data = torch.from_file(str(secret), size=1024, dtype=torch.uint8)
+            return idx.float().unsqueeze(-1) + data[:8].float()
+
+    with pytest.raises(ModelRefused, match="from_file reaches outside the program"):
+        GuardedForward(Reader())(torch.zeros(2, 4, dtype=torch.long))

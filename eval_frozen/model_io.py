@@ -5,9 +5,14 @@ tensors, but two paths in it can unpickle arbitrary objects: "opaque" and script
 constants, and a `torch.load(weights_only=False)` fallback for pickled weights. So, before
 loading, the archive must be a zip with no such entries; during loading `torch.load` is
 forced to weights-only mode (TORCH_FORCE_WEIGHTS_ONLY_LOAD), which unpickles tensors only.
+A third path evaluates Python: every symbolic shape (`expr_str` in the graph's JSON) goes
+through `sympy.sympify`, which is eval. So each one must be plain arithmetic on size
+symbols before loading starts, and `sympify` accepts nothing else while it runs.
 
 Static checks on the loaded graph (and every subgraph in it):
-- every call is a registered operator (aten and friends), plain arithmetic on sizes, or one
+- every call is a tensor-algebra operator (`aten`, `prims`; none that reaches outside the
+  program, such as `from_file`, which could read the validation shards the evaluation
+  step mounts), plain arithmetic on sizes, or one
   of the higher-order operators the runtime guard can follow (`cond`, grad-mode and
   autocast regions); never an arbitrary Python function;
 - no operator draws random numbers (see "Randomness" below);

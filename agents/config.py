@@ -56,8 +56,13 @@ class AgentsConfig:
     """Noise floor used when fewer than two baseline measurements exist (in val_bpb)."""
     research_branch: str = "labwarden/research"
     """Branch of the workspace's git repository that receives one commit per kept change."""
-    tuner_sampler: str = "tpe"
-    """`tpe` or `cmaes` (Optuna samplers)."""
+    tuner_sampler: str = "cmaes"
+    """`cmaes` (CMA-ES from the current best, the default) or `tpe` (Optuna samplers)."""
+    tuner_step: float = 0.1
+    """CMA-ES's first step size, as a share of each constant's search axis (scales span
+    1/4x to 4x in log space, so 0.1 moves a learning rate by about a third)."""
+    tuner_max_changes: int = 3
+    """At most this many constants change in one trial."""
     tuner_seed: int = 0
     tuner_exclude: tuple[str, ...] = ("SEED", "LOG_EVERY")
     """Constants the tuner never touches (the seed would be seed fishing)."""
@@ -75,7 +80,7 @@ class AgentsConfig:
         tuner = table.pop("tuner", {})
         if not isinstance(tuner, dict):
             raise ConfigError(f"{where}.tuner must be a table, but got {tuner!r}.")
-        for key in ("sampler", "seed", "exclude", "params"):
+        for key in ("sampler", "seed", "exclude", "params", "step", "max_changes"):
             if key in tuner:
                 table[f"tuner_{key}"] = tuner[key]
         models = dict(DEFAULT_MODELS)
@@ -111,6 +116,12 @@ class AgentsConfig:
         if self.baseline_runs < 1:
             raise ConfigError(f"{where}.baseline_runs must be at least 1, "
                               f"but got {self.baseline_runs}.")
+        if not isinstance(self.tuner_step, int | float) or not 0 < self.tuner_step <= 1:
+            raise ConfigError(f"{where}.tuner.step must be a number in (0, 1], "
+                              f"but got {self.tuner_step!r}.")
+        if not isinstance(self.tuner_max_changes, int) or self.tuner_max_changes < 1:
+            raise ConfigError(f"{where}.tuner.max_changes must be an integer >= 1, "
+                              f"but got {self.tuner_max_changes!r}.")
         for name in ("keep_k", "min_noise", "request_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:

@@ -98,7 +98,7 @@ class ResearchSession:
             s["agent"], agents_cfg,
             on_usage=lambda exp, usage: ledger.record_llm_call(exp, **dataclasses.asdict(usage)),
             files=tree.files(config.editable),
-            history=lambda: ledger.experiments(kind="experiment"),
+            history=lambda: ledger.experiments(kind="experiment", profile=profile),
             script_dir=script,
         )
         if script is not None:

@@ -1,19 +1,28 @@
 """The offline agent: a classical optimizer over the trainer's numeric constants.
 
-Optuna (TPE or CMA-ES) proposes values for the UPPER_CASE numeric constants at the top
-of the editable trainer; each trial becomes a real unified diff that goes through the
-same guards, sandbox and evaluator as an LLM's patch. It needs no network, makes the
-Quick start do real research, and is the baseline an LLM agent has to beat.
+Optuna proposes values for the UPPER_CASE numeric constants at the top of the editable
+trainer; each trial becomes a real unified diff that goes through the same guards,
+sandbox and evaluator as an LLM's patch. It needs no network, makes the Quick start do
+real research, and is the baseline an LLM agent has to beat.
 
-The study lives in memory and is rebuilt from the ledger (`history`) before every
-proposal, so a resumed or a new run on the same workspace continues the search instead
-of starting over.
+It searches around the current best, not across a box: every constant becomes an axis
+whose midpoint is its current value (log space for scales such as learning rates and
+widths), so CMA-ES (the default) starts at the best with a small step, and each trial
+changes at most `max_changes` constants. When the best moves (a kept change by any
+agent, structural ones included) the search re-centres on the new best.
+
+The study lives in memory and is rebuilt from the ledger (`history`) whenever the centre
+changes or a session starts: the tuner's earlier trials around the same centre are
+replayed in order, so a resumed or a new run continues the search, and no point that
+any earlier experiment already ran is proposed again.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,23 +82,60 @@ def _is_pow2(v: int) -> bool:
     return v > 0 and v & (v - 1) == 0
 
 
-def distribution(c: Constant) -> Any:
-    """The range searched for one constant, centred on its current value."""
-    import optuna.distributions as d
+@dataclass(frozen=True)
+class Axis:
+    """One constant as a search axis centred on its current value (x = 0 is the centre)."""
 
+    name: str
+    centre: int | float
+    kind: str
+    """`log` (scales, x in log2 units), `pow2` (ints kept on powers of two, x = exponent
+    step), `int` (x = offset), `beta` (decays in (0, 1): x = log2 of the change of 1 - v),
+    `linear` (fractions and zero-valued floats: x = offset)."""
+    half: float
+    """Half-width of the axis: x ranges over [-half, half]."""
+
+    def distribution(self) -> Any:
+        import optuna.distributions as d
+
+        if self.kind in ("pow2", "int"):
+            return d.IntDistribution(-int(self.half), int(self.half))
+        return d.FloatDistribution(-self.half, self.half)
+
+    def value(self, x: float) -> int | float:
+        c = self.centre
+        if self.kind == "pow2":
+            return max(1, int(round(c * 2.0 ** int(x))))
+        if self.kind == "int":
+            return max(1, int(c) + int(x))
+        if self.kind == "log":
+            return c * 2.0 ** x
+        if self.kind == "beta":
+            return min(0.999, max(0.0, 1.0 - (1.0 - c) * 2.0 ** x))
+        return max(0.0, c + x) if c >= 0 else c + x
+
+
+def make_axis(c: Constant) -> Axis:
+    """The axis searched for one constant. Midpoints are the current values, so a sampler
+    whose first point is the middle of its box (CMA-ES) starts at the current best."""
     name, v = c.name, c.value
     if isinstance(v, int):
         if _is_pow2(v) and v >= 2:
             # Widths, heads, batch sizes: stay on powers of two so shapes stay divisible.
-            return d.CategoricalDistribution([v // 2, v, v * 2])
-        return d.IntDistribution(max(1, v // 2), max(2, v * 2))
-    if "BETA" in name or "MOMENTUM" in name:
-        return d.FloatDistribution(0.5, 0.99)
+            return Axis(name, v, "pow2", 1)
+        return Axis(name, v, "int", max(1, abs(v) // 2))
+    if ("BETA" in name or "MOMENTUM" in name) and 0.0 < v < 1.0:
+        return Axis(name, v, "beta", 2.0)
     if "FRAC" in name:
-        return d.FloatDistribution(0.0, 0.9)
-    if v > 0:
-        return d.FloatDistribution(v / 4, v * 4, log=True)
-    return d.FloatDistribution(0.0, 0.1) if v == 0 else d.FloatDistribution(v * 4, v / 4)
+        return Axis(name, v, "linear", 0.3)
+    if v != 0:
+        return Axis(name, v, "log", 2.0)
+    return Axis(name, v, "linear", 0.1)
+
+
+def distribution(c: Constant) -> Any:
+    """The Optuna distribution of one constant's axis (centred coordinates)."""
+    return make_axis(c).distribution()
 
 
 def format_value(v: Any, like: int | float) -> str:
@@ -116,6 +162,24 @@ def unified_diff(path: str, before: str, after: str) -> str:
                                         fromfile=f"a/{path}", tofile=f"b/{path}", n=3))
 
 
+def centre_key(source: str) -> str:
+    """Names the tree a search is centred on: any change to the trainer moves the centre."""
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def structure_key(source: str, constants: list[Constant]) -> str:
+    """The trainer with its tuned literals blanked: two points are the same experiment
+    only on the same structure."""
+    lines = source.splitlines(keepends=True)
+    for c in constants:
+        text = lines[c.line - 1]
+        lines[c.line - 1] = text[: c.start] + "_" + text[c.end:]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
+
+
+_SCORED = ("keep", "discard")
+
+
 class TunerAgent:
     """Planner and coder from Optuna; the deterministic rule reviewer."""
 
@@ -126,87 +190,175 @@ class TunerAgent:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.config = config
         self.path = path
         self._history = history
         constants = read_constants(base_source)
         exclude = set(config.tuner_exclude)
         wanted = set(config.tuner_params) or {c.name for c in constants}
-        self.space = {c.name: distribution(c) for c in constants
-                      if c.name in wanted and c.name not in exclude}
-        if not self.space:
+        self.names = [c.name for c in constants if c.name in wanted and c.name not in exclude]
+        if not self.names:
             raise AgentError(f"the tuner found no numeric UPPER_CASE constants to tune in {path}")
-        # Offset the seed by what the ledger already holds: a new session must not replay
-        # the random draws of the last one (it would repeat experiments already done).
-        seed = config.tuner_seed + len(history())
         if config.tuner_sampler == "cmaes":
             try:
                 import cmaes  # noqa: F401  (Optuna's CMA-ES sampler needs it)
             except ImportError:
                 raise InputError("[agents.tuner] sampler = 'cmaes' needs the cmaes package "
                                  "(pip install cmaes); or use sampler = 'tpe'.") from None
-            # Categorical constants fall back to random sampling under CMA-ES: expected.
-            sampler: Any = optuna.samplers.CmaEsSampler(seed=seed,
-                                                        warn_independent_sampling=False)
-        else:
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
         self._optuna = optuna
-        self.study = optuna.create_study(direction="minimize", sampler=sampler)
-        self._told: set[str] = set()
-        self._pending: dict[str, Any] = {}
+        self._centre = ""
+        self._build(base_source)
 
     def models(self) -> dict[str, str]:
         return {"planner": "optuna", "coder": "optuna", "reviewer": "rules"}
 
+    # ------------------------------------------------------------------ the study
+    def _build(self, source: str) -> None:
+        """A fresh study centred on `source`, taught the earlier trials around it."""
+        optuna = self._optuna
+        constants = read_constants(source)
+        by_name = {c.name: c for c in constants}
+        self.axes = {n: make_axis(by_name[n]) for n in self.names if n in by_name}
+        if not self.axes:
+            raise AgentError(f"none of the tuned constants is left in {self.path}")
+        self.space = {n: a.distribution() for n, a in self.axes.items()}
+        self._centre = centre_key(source)
+        self._structure = structure_key(source, constants)
+        seed = self.config.tuner_seed + int(self._centre[:8], 16)
+        if self.config.tuner_sampler == "cmaes":
+            # No startup trials and no x0: the first point is the middle of the centred
+            # box, i.e. the current best, and the step is small.
+            import warnings
+
+            with warnings.catch_warnings():
+                # sigma0 is deprecated since Optuna 4.9 (removal in 6.0, hence the pin
+                # below 6): it is the one way to set CMA-ES's first step.
+                warnings.simplefilter("ignore", FutureWarning)
+                sampler: Any = optuna.samplers.CmaEsSampler(
+                    sigma0=self.config.tuner_step, seed=seed, n_startup_trials=0,
+                    warn_independent_sampling=False)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+        self.study = optuna.create_study(direction="minimize", sampler=sampler)
+        if self.config.tuner_sampler == "cmaes":
+            # The centre as a finished trial, so that CMA-ES knows its search space from
+            # the first draw (it learns only from its own generations, so the value is
+            # never used as a score).
+            self.study.add_trial(optuna.trial.create_trial(
+                params=dict.fromkeys(self.space, 0), distributions=self.space, value=math.inf))
+        self._told: set[str] = set()
+        self._pending: dict[str, Any] = {}
+        self._sync()
+
+    def _mine(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        meta = row.get("agent_meta") or {}
+        if row.get("agent") != self.name or meta.get("centre") != self._centre:
+            return None
+        x = meta.get("x")
+        return meta if isinstance(x, dict) and set(x) == set(self.space) else None
+
     def _sync(self) -> None:
-        """Teach the study every finished tuner experiment it has not seen."""
-        from optuna.trial import TrialState, create_trial
+        """Teach the study every finished trial around this centre that it has not seen,
+        in ledger order: this session's by their pending trial, earlier ones replayed at
+        the very point they ran."""
+        from optuna.trial import TrialState
 
         for row in self._history():
-            exp_id = row["id"]
-            params = (row.get("agent_meta") or {}).get("params")
-            if exp_id in self._told or not params or row["agent"] != self.name:
+            exp_id, meta = row["id"], self._mine(row)
+            if meta is None or exp_id in self._told or row.get("status") is None:
                 continue
             self._told.add(exp_id)
-            scored = row["status"] in ("keep", "discard") and row["val_bpb"] is not None
             trial = self._pending.pop(exp_id, None)
-            if trial is not None:
-                if scored:
-                    self.study.tell(trial, float(row["val_bpb"]))
-                else:
-                    self.study.tell(trial, state=TrialState.FAIL)
-                continue
-            known = {k: v for k, v in params.items() if k in self.space}
-            try:
-                self.study.add_trial(create_trial(
-                    params=known, distributions={k: self.space[k] for k in known},
-                    value=float(row["val_bpb"]) if scored else None,
-                    state=TrialState.COMPLETE if scored else TrialState.FAIL))
-            except ValueError:
-                pass  # outside today's search space (the base moved on): not informative
+            if trial is None:
+                self.study.enqueue_trial(meta["x"], skip_if_exists=False)
+                trial = self.study.ask(self.space)
+            if row["status"] in _SCORED and row.get("val_bpb") is not None:
+                self.study.tell(trial, float(row["val_bpb"]))
+            else:
+                self.study.tell(trial, state=TrialState.FAIL)
+
+    def _ran(self) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+        out = set()
+        for row in self._history():
+            meta = row.get("agent_meta") or {}
+            values = meta.get("values")
+            if isinstance(values, dict) and meta.get("structure"):
+                out.add((meta["structure"], tuple(sorted(values.items()))))
+        return out
+
+    # ------------------------------------------------------------------ one proposal
+    def _point(self, x: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`x` cut to the `max_changes` axes that moved most (by their share of the box)
+        and whose value still reads differently; returns (x, changed values)."""
+        moved = []
+        for name, axis in self.axes.items():
+            value = axis.value(x[name])
+            if format_value(value, axis.centre) != format_value(axis.centre, axis.centre):
+                moved.append((abs(x[name]) / axis.half, name, value))
+        moved.sort(reverse=True)
+        keep = moved[: max(1, self.config.tuner_max_changes)]
+        kept = {name for _, name, _ in keep}
+        cut = {n: (x[n] if n in kept else 0) for n in self.axes}
+        return cut, {name: value for _, name, value in keep}
 
     def plan(self, ctx: PlanContext) -> Hypothesis:
-        self._sync()
+        from optuna.trial import TrialState
+
         current = ctx.files.get(self.path)
         if current is None:
             raise AgentError(f"the tuner needs {self.path} among the editable files")
-        constants = {c.name: c for c in read_constants(current)}
+        if centre_key(current) != self._centre:
+            self._build(current)  # the best moved: search around the new one
+        else:
+            self._sync()
+        ran = self._ran()
         for _ in range(50):
             trial = self.study.ask(self.space)
-            params = dict(trial.params)
-            changed = {k: v for k, v in params.items() if k in constants and
-                       format_value(v, constants[k].value) != format_value(constants[k].value,
-                                                                            constants[k].value)}
-            if changed:
-                break
-            self.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
+            x, changed = self._point(dict(trial.params))
+            values = {n: format_value(a.value(x[n]), a.centre) for n, a in self.axes.items()}
+            if not changed or (self._structure, tuple(sorted(values.items()))) in ran:
+                self.study.tell(trial, state=TrialState.PRUNED)
+                continue
+            if x != trial.params:
+                # Teach the sampler the point that really runs, not the one it drew.
+                self.study.tell(trial, state=TrialState.PRUNED)
+                self.study.enqueue_trial(x, skip_if_exists=False)
+                trial = self.study.ask(self.space)
+            break
         else:
-            raise AgentError("the tuner proposed the current values 50 times in a row")
+            raise AgentError("the tuner found no new point near the current best in 50 draws")
         self._pending[ctx.experiment_id] = trial
-        words = ", ".join(f"{k} {format_value(constants[k].value, constants[k].value)} -> "
-                          f"{format_value(v, constants[k].value)}" for k, v in changed.items())
-        return Hypothesis(text=f"tuner trial {trial.number}: {words}",
-                          rationale=f"Optuna {type(self.study.sampler).__name__}",
-                          meta={"params": params, "changed": changed})
+        words = ", ".join(f"{k} {format_value(self.axes[k].centre, self.axes[k].centre)} -> "
+                          f"{format_value(v, self.axes[k].centre)}" for k, v in changed.items())
+        return Hypothesis(
+            text=f"tuner trial {trial.number}: {words}",
+            rationale=f"Optuna {type(self.study.sampler).__name__} around the current best",
+            meta={"params": changed, "changed": changed, "x": x, "values": values,
+                  "centre": self._centre, "structure": self._structure})
+
+    def _own_trials(self) -> list[Any]:
+        return [t for t in self.study.trials if t.number > 0 or t.value != math.inf]
+
+    def state(self) -> dict[str, Any]:
+        """The optimizer's state in words a planner can read: centre, step, trials."""
+        from optuna.trial import TrialState
+
+        done = [t for t in self._own_trials() if t.state == TrialState.COMPLETE]
+        failed = [t for t in self._own_trials() if t.state == TrialState.FAIL]
+        best = sorted(done, key=lambda t: t.value)[:3]
+
+        def words(t: Any) -> dict[str, str]:
+            return {n: format_value(self.axes[n].value(v), self.axes[n].centre)
+                    for n, v in t.params.items() if v != 0}
+
+        return {
+            "sampler": self.config.tuner_sampler, "step": self.config.tuner_step,
+            "max_changes": self.config.tuner_max_changes,
+            "centre": {n: format_value(a.centre, a.centre) for n, a in self.axes.items()},
+            "trials": len(done), "failed": len(failed),
+            "best": [{"changes": words(t), "val_bpb": t.value} for t in best],
+            "recent_failures": [words(t) for t in failed[-3:]],
+        }
 
     def code(self, ctx: CodeContext) -> PatchProposal:
         before = ctx.files[self.path]

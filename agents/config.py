@@ -29,7 +29,7 @@ class AgentsConfig:
     """The loop's knobs. Read with `AgentsConfig.from_workspace(config)`."""
 
     agent: str | None = None
-    """`anthropic`, `tuner` or `scripted`; None: anthropic when ANTHROPIC_API_KEY is set,
+    """`anthropic`, `tuner`, `hybrid` or `scripted`; None: anthropic when ANTHROPIC_API_KEY is set,
     else tuner."""
     models: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     """Model id per role (planner, coder, reviewer)."""
@@ -63,6 +63,9 @@ class AgentsConfig:
     1/4x to 4x in log space, so 0.1 moves a learning rate by about a third)."""
     tuner_max_changes: int = 3
     """At most this many constants change in one trial."""
+    hybrid_share: float = 0.25
+    """Share of the hybrid agent's turns given to its structural planner (the LLM); the
+    optimizer tunes the current best in the others."""
     tuner_seed: int = 0
     tuner_exclude: tuple[str, ...] = ("SEED", "LOG_EVERY")
     """Constants the tuner never touches (the seed would be seed fishing)."""
@@ -74,7 +77,7 @@ class AgentsConfig:
         table = dict(config.section("agents"))
         where = f"{config.config_path}: [agents]"
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known - {"tuner"})
+        unknown = sorted(set(table) - known - {"tuner", "hybrid"})
         if unknown:
             raise ConfigError(f"{where} has unknown keys {unknown}; known: {sorted(known)}.")
         tuner = table.pop("tuner", {})
@@ -83,6 +86,12 @@ class AgentsConfig:
         for key in ("sampler", "seed", "exclude", "params", "step", "max_changes"):
             if key in tuner:
                 table[f"tuner_{key}"] = tuner[key]
+        hybrid = table.pop("hybrid", {})
+        if not isinstance(hybrid, dict) or set(hybrid) - {"share"}:
+            raise ConfigError(f"{where}.hybrid must be a table with the key 'share', "
+                              f"but got {hybrid!r}.")
+        if "share" in hybrid:
+            table["hybrid_share"] = hybrid["share"]
         models = dict(DEFAULT_MODELS)
         for role in ROLES:
             env = os.environ.get(f"LABWARDEN_{role.upper()}_MODEL")
@@ -102,9 +111,12 @@ class AgentsConfig:
         return out
 
     def validate(self, where: str = "[agents]") -> None:
-        if self.agent not in (None, "anthropic", "tuner", "scripted"):
-            raise ConfigError(f"{where}.agent must be anthropic, tuner or scripted, "
+        if self.agent not in (None, "anthropic", "tuner", "hybrid", "scripted"):
+            raise ConfigError(f"{where}.agent must be anthropic, tuner, hybrid or scripted, "
                               f"but got {self.agent!r}.")
+        if not isinstance(self.hybrid_share, int | float) or not 0 < self.hybrid_share <= 1:
+            raise ConfigError(f"{where}.hybrid.share must be a number in (0, 1], "
+                              f"but got {self.hybrid_share!r}.")
         if self.tuner_sampler not in ("tpe", "cmaes"):
             raise ConfigError(f"{where}.tuner.sampler must be tpe or cmaes, "
                               f"but got {self.tuner_sampler!r}.")

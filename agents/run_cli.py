@@ -17,10 +17,11 @@ from labwarden.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--agent", choices=("anthropic", "tuner", "scripted"),
+    parser.add_argument("--agent", choices=("anthropic", "tuner", "hybrid", "scripted"),
                         help="who proposes patches (default: [agents].agent, else anthropic "
                              "with ANTHROPIC_API_KEY set, else tuner)")
-    parser.add_argument("--script", metavar="DIR", help="patch folder for --agent scripted")
+    parser.add_argument("--script", metavar="DIR", help="patch folder for --agent scripted "
+                        "(and the structural side of --agent hybrid)")
     parser.add_argument("--max-experiments", type=int, metavar="N",
                         help="stop after N experiments (baselines not counted)")
     parser.add_argument("--hours", type=float, metavar="H",

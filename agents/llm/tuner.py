@@ -252,7 +252,9 @@ class TunerAgent:
 
     def _mine(self, row: dict[str, Any]) -> dict[str, Any] | None:
         meta = row.get("agent_meta") or {}
-        if row.get("agent") != self.name or meta.get("centre") != self._centre:
+        # By the trial's own marks, not the row's agent: the hybrid agent's numeric turns
+        # are the tuner's trials too.
+        if meta.get("centre") != self._centre:
             return None
         x = meta.get("x")
         return meta if isinstance(x, dict) and set(x) == set(self.space) else None
@@ -307,10 +309,7 @@ class TunerAgent:
         current = ctx.files.get(self.path)
         if current is None:
             raise AgentError(f"the tuner needs {self.path} among the editable files")
-        if centre_key(current) != self._centre:
-            self._build(current)  # the best moved: search around the new one
-        else:
-            self._sync()
+        self._follow(current)
         ran = self._ran()
         for _ in range(50):
             trial = self.study.ask(self.space)
@@ -339,9 +338,18 @@ class TunerAgent:
     def _own_trials(self) -> list[Any]:
         return [t for t in self.study.trials if t.number > 0 or t.value != math.inf]
 
-    def state(self) -> dict[str, Any]:
-        """The optimizer's state in words a planner can read: centre, step, trials."""
+    def _follow(self, current: str) -> None:
+        if centre_key(current) != self._centre:
+            self._build(current)  # the best moved: search around the new one
+        else:
+            self._sync()
+
+    def state(self, current: str | None = None) -> dict[str, Any]:
+        """The optimizer's state in words a planner can read: centre, step, trials
+        (around `current`, the trainer of the current best, when given)."""
         from optuna.trial import TrialState
+
+        self._follow(current) if current is not None else self._sync()
 
         done = [t for t in self._own_trials() if t.state == TrialState.COMPLETE]
         failed = [t for t in self._own_trials() if t.state == TrialState.FAIL]

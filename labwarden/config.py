@@ -1,8 +1,9 @@
 """The workspace config, `labwarden.toml` at the workspace root.
 
-Only the sections every package needs are typed here (`[workspace]`, `[run]`). Other
-sections (`[guards]`, `[sandbox]`, `[agents]`) stay in `raw` and are parsed by the package
-that owns them, so this module never learns about them.
+Only the tables every package needs are typed here (`[workspace]`, `[run]`). Other
+tables (`[guards]`, `[sandbox]`, `[agents]`, `[plugins.NAME]`) stay in `raw` and are parsed
+by the package that owns them with the same loader (`labwarden.settings.load_table`), so
+this module never learns about them.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class WorkspaceConfig:
         """A raw top-level table, `{}` when absent."""
         value = self.raw.get(name, {})
         if not isinstance(value, dict):
-            raise ConfigError(f"{self.config_path}: [{name}] must be a table, but got {value!r}.")
+            raise ConfigError(f"{CONFIG_NAME} [{name}]: must be a table, but got {value!r}.")
         return value
 
     def is_editable(self, rel: str) -> bool:
@@ -100,17 +101,6 @@ def _match_parts(path: tuple[str, ...], pat: tuple[str, ...]) -> bool:
     return fnmatch.fnmatchcase(path[0], head) and _match_parts(path[1:], rest)
 
 
-def _strings(
-    table: dict[str, Any], key: str, where: Path, default: tuple[str, ...]
-) -> tuple[str, ...]:
-    value = table.get(key, default)
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: '{key}' must be a list of strings, but got {value!r}.")
-    return tuple(value)
-
-
 def find_root(start: Path) -> Path | None:
     """The nearest folder at or above `start` holding a `labwarden.toml`."""
     start = start.resolve()
@@ -120,11 +110,51 @@ def find_root(start: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class WorkspaceTable:
+    """`[workspace]`: what agents may change and what nobody may. Required."""
+
+    name: str | None = None
+    """Shown in reports; default: the folder's name."""
+    editable: tuple[str, ...] = ()
+    frozen: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+    data_dir: str = ".labwarden/data"
+    state_dir: str = ".labwarden"
+
+
+@dataclass(frozen=True)
+class RunTable:
+    """`[run]`: how an experiment trains and is scored."""
+
+    train_command: tuple[str, ...] = ("python", "-m", "trainer.train")
+    eval_command: tuple[str, ...] = ("python", "-m", "eval_frozen.evaluate")
+    metric: str = "val_bpb"
+    direction: Literal["minimize", "maximize"] = "minimize"
+    profile: str = "tiny"
+    time_budget_s: float | None = None
+
+    def validate(self, where: str) -> None:
+        for key in ("train_command", "eval_command"):
+            if not getattr(self, key):
+                raise ConfigError(f"{where}: {key!r} must be a command (a non-empty list of "
+                                  "strings).")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError(f"{where}: 'time_budget_s' must be a positive number, "
+                              f"but got {self.time_budget_s!r}.")
+
+
 def load_config(workspace: str | Path | None = None) -> WorkspaceConfig:
     """Load `labwarden.toml` from `workspace` (or the nearest one above the current folder).
 
-    Raises `ConfigError` with a one-line reason when it is missing or malformed.
+    Every table goes through the one settings loader (`labwarden.settings`): unknown
+    tables and keys, and values of the wrong type, are `ConfigError`s with a one-line
+    reason, as are a missing file, bytes that are not UTF-8, and a missing `[workspace]`.
+    The tables other packages own (`[guards]`, `[agents]`, `[sandbox]`, plugins') stay in
+    `raw` and are parsed by their owners with the same loader.
     """
+    from labwarden.settings import check_tables, load_table
+
     if workspace is None:
         root = find_root(Path.cwd())
         if root is None:
@@ -136,53 +166,44 @@ def load_config(workspace: str | Path | None = None) -> WorkspaceConfig:
         if not root.is_dir():
             raise ConfigError(f"workspace {root} is not a folder.")
     path = root / CONFIG_NAME
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file.")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path} not found; is {root} a labwarden workspace?") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or type(e).__name__}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}, line {line}); "
+                          "save it as UTF-8.") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e}).") from None
 
-    ws = raw.get("workspace", {})
-    run = raw.get("run", {})
-    for name, table in (("workspace", ws), ("run", run)):
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [{name}] must be a table.")
-
-    direction = run.get("direction", "minimize")
-    if direction not in ("minimize", "maximize"):
-        raise ConfigError(
-            f"{path}: run.direction must be 'minimize' or 'maximize', but got {direction!r}."
-        )
-    budget = run.get("time_budget_s")
-    if budget is not None and (not isinstance(budget, int | float) or budget <= 0):
-        raise ConfigError(
-            f"{path}: run.time_budget_s must be a positive number, but got {budget!r}."
-        )
-
-    def command(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = run.get(key, default)
-        if isinstance(value, str):
-            value = value.split()
-        if not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(
-                f"{path}: run.{key} must be a command (list of strings), but got {value!r}."
-            )
-        return tuple(value)
-
+    check_tables(raw)
+    run = load_table(raw, "run", RunTable)
+    if "workspace" not in raw:
+        raise ConfigError(f"{CONFIG_NAME}: no [workspace] table; it says which files agents "
+                          "may edit (editable = [...]) and which are frozen.")
+    ws = load_table(raw, "workspace", WorkspaceTable)
     return WorkspaceConfig(
         root=root,
-        name=str(ws.get("name", root.name)),
-        editable=_strings(ws, "editable", path, ()),
-        frozen=_strings(ws, "frozen", path, ()),
-        hidden=_strings(ws, "hidden", path, ()),
-        data_dir=str(ws.get("data_dir", ".labwarden/data")),
-        state_dir=str(ws.get("state_dir", ".labwarden")),
-        train_command=command("train_command", ("python", "-m", "trainer.train")),
-        eval_command=command("eval_command", ("python", "-m", "eval_frozen.evaluate")),
-        metric=str(run.get("metric", "val_bpb")),
-        direction=direction,
-        profile=str(run.get("profile", "tiny")),
-        time_budget_s=float(budget) if budget is not None else None,
+        name=ws.name if ws.name is not None else root.name,
+        editable=ws.editable,
+        frozen=ws.frozen,
+        hidden=ws.hidden,
+        data_dir=ws.data_dir,
+        state_dir=ws.state_dir,
+        train_command=run.train_command,
+        eval_command=run.eval_command,
+        metric=run.metric,
+        direction=run.direction,
+        profile=run.profile,
+        time_budget_s=run.time_budget_s,
         raw=raw,
     )

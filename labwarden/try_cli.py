@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labwarden.errors import InputError
@@ -59,13 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _read_patch(arg: str | None) -> str | None:
     if arg is None:
         return None
-    if arg == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = Path(arg).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"cannot read patch {arg}: {e.strerror or e}.") from None
+    from labwarden.inputs import read_text
+
+    text = read_text(arg, "patch", stdin_dash=True)
     if not text.strip():
         raise InputError(f"patch {arg} is empty; omit it to run the baseline.")
     return text

@@ -48,7 +48,7 @@ def test_repo_config_describes_this_workspace() -> None:
         ('[run]\ndirection = "up"\n', "direction"),
         ("[run]\ntime_budget_s = -1\n", "time_budget_s"),
         ("[workspace]\neditable = 3\n", "editable"),
-        ('workspace = "x"\n', "[workspace] must be a table"),
+        ('workspace = "x"\n', "[workspace]: must be a table"),
     ],
 )
 def test_bad_config_is_one_line_input_error(tmp_path: Path, text: str, fragment: str) -> None:

@@ -8,8 +8,7 @@ role fall back to `LABWARDEN_<ROLE>_MODEL` in the environment, then to the defau
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from labwarden.config import WorkspaceConfig
 from labwarden.errors import ConfigError
@@ -56,88 +55,70 @@ class AgentsConfig:
     """Noise floor used when fewer than two baseline measurements exist (in val_bpb)."""
     research_branch: str = "labwarden/research"
     """Branch of the workspace's git repository that receives one commit per kept change."""
-    tuner_sampler: str = "cmaes"
+    tuner_sampler: str = field(default="cmaes", metadata={"toml": "tuner.sampler"})
     """`cmaes` (CMA-ES from the current best, the default) or `tpe` (Optuna samplers)."""
-    tuner_step: float = 0.1
+    tuner_step: float = field(default=0.1, metadata={"toml": "tuner.step"})
     """CMA-ES's first step size, as a share of each constant's search axis (scales span
     1/4x to 4x in log space, so 0.1 moves a learning rate by about a third)."""
-    tuner_max_changes: int = 3
+    tuner_max_changes: int = field(default=3, metadata={"toml": "tuner.max_changes"})
     """At most this many constants change in one trial."""
-    hybrid_share: float = 0.25
+    hybrid_share: float = field(default=0.25, metadata={"toml": "hybrid.share"})
     """Share of the hybrid agent's turns given to its structural planner (the LLM); the
     optimizer tunes the current best in the others."""
-    tuner_seed: int = 0
-    tuner_exclude: tuple[str, ...] = ("SEED", "LOG_EVERY")
+    tuner_seed: int = field(default=0, metadata={"toml": "tuner.seed"})
+    tuner_exclude: tuple[str, ...] = field(default=("SEED", "LOG_EVERY"),
+                                           metadata={"toml": "tuner.exclude"})
     """Constants the tuner never touches (the seed would be seed fishing)."""
-    tuner_params: tuple[str, ...] = ()
+    tuner_params: tuple[str, ...] = field(default=(), metadata={"toml": "tuner.params"})
     """If set, only these constants are tuned; else every numeric constant at the top."""
 
     @classmethod
     def from_workspace(cls, config: WorkspaceConfig) -> AgentsConfig:
-        table = dict(config.section("agents"))
-        where = f"{config.config_path}: [agents]"
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known - {"tuner", "hybrid"})
-        if unknown:
-            raise ConfigError(f"{where} has unknown keys {unknown}; known: {sorted(known)}.")
-        tuner = table.pop("tuner", {})
-        if not isinstance(tuner, dict):
-            raise ConfigError(f"{where}.tuner must be a table, but got {tuner!r}.")
-        for key in ("sampler", "seed", "exclude", "params", "step", "max_changes"):
-            if key in tuner:
-                table[f"tuner_{key}"] = tuner[key]
-        hybrid = table.pop("hybrid", {})
-        if not isinstance(hybrid, dict) or set(hybrid) - {"share"}:
-            raise ConfigError(f"{where}.hybrid must be a table with the key 'share', "
-                              f"but got {hybrid!r}.")
-        if "share" in hybrid:
-            table["hybrid_share"] = hybrid["share"]
+        """`[agents]` and its sub-tables through the one settings loader (types and
+        unknown keys checked from this dataclass; `validate` runs on the result)."""
+        from labwarden.settings import load_table
+
+        parsed = load_table(config, "agents", cls)
         models = dict(DEFAULT_MODELS)
         for role in ROLES:
             env = os.environ.get(f"LABWARDEN_{role.upper()}_MODEL")
             if env:
                 models[role] = env
-        user_models = table.pop("models", {})
-        if not isinstance(user_models, dict) or set(user_models) - set(ROLES):
-            raise ConfigError(f"{where}.models must map {list(ROLES)} to model ids, "
-                              f"but got {user_models!r}.")
-        models.update({k: str(v) for k, v in user_models.items()})
-        values: dict[str, Any] = {"models": models}
-        for key, value in table.items():
-            values[key] = tuple(value) if isinstance(value, list) else value
-        values.setdefault("base_url", os.environ.get("ANTHROPIC_BASE_URL") or None)
-        out = cls(**values)
-        out.validate(where)
-        return out
+        models.update(config.section("agents").get("models", {}))
+        base_url = parsed.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        return replace(parsed, models=models, base_url=base_url)
 
-    def validate(self, where: str = "[agents]") -> None:
+    def validate(self, where: str = "labwarden.toml [agents]") -> None:
+        if set(self.models) - set(ROLES):
+            raise ConfigError(f"{where}: 'models' maps roles {list(ROLES)} to model ids, "
+                              f"but got {self.models!r}.")
         if self.agent not in (None, "anthropic", "tuner", "hybrid", "scripted"):
-            raise ConfigError(f"{where}.agent must be anthropic, tuner, hybrid or scripted, "
+            raise ConfigError(f"{where}: agent must be anthropic, tuner, hybrid or scripted, "
                               f"but got {self.agent!r}.")
         if not isinstance(self.hybrid_share, int | float) or not 0 < self.hybrid_share <= 1:
-            raise ConfigError(f"{where}.hybrid.share must be a number in (0, 1], "
+            raise ConfigError(f"{where}: hybrid.share must be a number in (0, 1], "
                               f"but got {self.hybrid_share!r}.")
         if self.tuner_sampler not in ("tpe", "cmaes"):
-            raise ConfigError(f"{where}.tuner.sampler must be tpe or cmaes, "
+            raise ConfigError(f"{where}: tuner.sampler must be tpe or cmaes, "
                               f"but got {self.tuner_sampler!r}.")
         for name in ("baseline_runs", "max_review_rounds", "max_format_retries", "max_retries"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{where}.{name} must be a non-negative integer, "
+                raise ConfigError(f"{where}: {name} must be a non-negative integer, "
                                   f"but got {value!r}.")
         if self.baseline_runs < 1:
-            raise ConfigError(f"{where}.baseline_runs must be at least 1, "
+            raise ConfigError(f"{where}: baseline_runs must be at least 1, "
                               f"but got {self.baseline_runs}.")
         if not isinstance(self.tuner_step, int | float) or not 0 < self.tuner_step <= 1:
-            raise ConfigError(f"{where}.tuner.step must be a number in (0, 1], "
+            raise ConfigError(f"{where}: tuner.step must be a number in (0, 1], "
                               f"but got {self.tuner_step!r}.")
         if not isinstance(self.tuner_max_changes, int) or self.tuner_max_changes < 1:
-            raise ConfigError(f"{where}.tuner.max_changes must be an integer >= 1, "
+            raise ConfigError(f"{where}: tuner.max_changes must be an integer >= 1, "
                               f"but got {self.tuner_max_changes!r}.")
         for name in ("keep_k", "min_noise", "request_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"{where}.{name} must be a non-negative number, "
+                raise ConfigError(f"{where}: {name} must be a non-negative number, "
                                   f"but got {value!r}.")
 
 

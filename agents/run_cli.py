@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start no new experiment after H hours")
     parser.add_argument("--profile", help="data profile (default: the workspace's)")
     parser.add_argument("--backend", choices=("docker", "local"),
-                        help="sandbox (default: docker when an engine answers, else local)")
+                        help="sandbox (default: [sandbox] backend, else docker when an engine "
+                             "answers, else local)")
     parser.add_argument("--gpus", metavar="SPEC",
                         help="GPUs for the Docker sandbox: 'all' or indices like 0,2 "
                              "(default: none)")
@@ -53,6 +54,15 @@ def _settings(args: argparse.Namespace, previous: dict[str, Any] | None) -> dict
     return out
 
 
+def _with_sandbox(s: dict[str, Any], config: Any) -> dict[str, Any]:
+    """No --backend (now or in the resumed run): the workspace's `[sandbox] backend`."""
+    if s.get("backend") is None:
+        from sandbox.settings import SandboxSettings
+
+        s["backend"] = SandboxSettings.from_config(config).backend
+    return s
+
+
 def _check(s: dict[str, Any]) -> None:
     if s["max_experiments"] is not None and s["max_experiments"] < 0:
         raise InputError(f"--max-experiments must be >= 0, but got {s['max_experiments']}.")
@@ -74,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.workspace)
     session = ResearchSession.open(config, resume=args.resume,
-                                   settings_for=lambda prev: _settings(args, prev),
+                                   settings_for=lambda prev: _with_sandbox(
+                                       _settings(args, prev), config),
                                    check=_check, quiet=args.quiet)
     try:
         previous = signal.getsignal(signal.SIGINT)

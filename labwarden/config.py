@@ -137,10 +137,10 @@ class RunTable:
     def validate(self, where: str) -> None:
         for key in ("train_command", "eval_command"):
             if not getattr(self, key):
-                raise ConfigError(f"{where}: {key!r} must be a command (a non-empty list of "
+                raise ConfigError(f"{where}: {key} must be a command (a non-empty list of "
                                   "strings).")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise ConfigError(f"{where}: 'time_budget_s' must be a positive number, "
+            raise ConfigError(f"{where}: time_budget_s must be a positive number, "
                               f"but got {self.time_budget_s!r}.")
 
 

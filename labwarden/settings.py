@@ -3,7 +3,9 @@
 A table's dataclass says everything the loader checks: its keys (the fields), their types
 (the annotations), sub-tables (fields whose type is itself a dataclass), defaults. Extra
 rules that types cannot say go in a `validate(self, where)` method, called after loading.
-Every error has one shape, naming the file and the table:
+Field metadata: `toml` (the key's path when it is not the field's name, e.g.
+`"tuner.sampler"`), `positive` (numbers must be > 0), `internal` (not a key). Every
+error has one shape, naming the file and the table:
 
     labwarden.toml [run]: unknown key 'time_budget' (did you mean 'time_budget_s'?)
     labwarden.toml [workspace]: 'editable' must be a list of strings, but got 'trainer/**'.
@@ -72,26 +74,50 @@ def load_table(source: Any, name: str, cls: type[T], *, file: str = CONFIG_NAME)
 
 
 def parse_table(table: Any, name: str, cls: type[T], *, file: str = CONFIG_NAME) -> T:
+    """Parse one table into `cls`. A field is read from the key of its name, or from the
+    path in its metadata `toml` (`field(metadata={"toml": "tuner.sampler"})` reads
+    `[<name>.tuner] sampler`), so a flat dataclass can keep sub-tables in the file."""
     at = where(name, file)
     if not isinstance(table, dict):
         raise ConfigError(f"{at}: must be a table, but got {table!r}.")
     if not is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
-    keys = [f for f in fields(cls) if f.init and not f.metadata.get("internal")]
-    names = [f.name for f in keys]
-    for key in table:
-        if key not in names:
-            raise ConfigError(f"{at}: unknown key {key!r}{_suggest(key, names)}")
+    metadata = {f.name: f.metadata for f in fields(cls)}
+    paths = {f.name: tuple(f.metadata.get("toml", f.name).split("."))
+             for f in fields(cls) if f.init and not f.metadata.get("internal")}
+    direct = [p[0] for p in paths.values() if len(p) == 1]
+    subs: dict[str, list[str]] = {}
+    for p in paths.values():
+        if len(p) == 2:
+            subs.setdefault(p[0], []).append(p[1])
+    known = direct + list(subs)
+    for key, value in table.items():
+        if key in subs:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where(f'{name}.{key}', file)}: must be a table, "
+                                  f"but got {value!r}.")
+            for sub_key in value:
+                if sub_key not in subs[key]:
+                    raise ConfigError(f"{where(f'{name}.{key}', file)}: unknown key "
+                                      f"{sub_key!r}{_suggest(sub_key, subs[key])}")
+        elif key not in direct:
+            raise ConfigError(f"{at}: unknown key {key!r}{_suggest(key, known)}")
     values: dict[str, Any] = {}
-    for f in keys:
-        if f.name not in table:
+    for field_name, path in paths.items():
+        holder, holder_name = table, name
+        if len(path) == 2:
+            holder, holder_name = table.get(path[0], {}), f"{name}.{path[0]}"
+        if path[-1] not in holder:
             continue
-        kind = hints[f.name]
+        value, kind = holder[path[-1]], hints[field_name]
         if is_dataclass(kind):
-            values[f.name] = parse_table(table[f.name], f"{name}.{f.name}", kind, file=file)
+            values[field_name] = parse_table(value, f"{holder_name}.{path[-1]}", kind,
+                                             file=file)
         else:
-            values[f.name] = convert(table[f.name], kind, f"{at}: {f.name!r}")
+            what = f"{where(holder_name, file)}: {path[-1]}"
+            positive = bool(metadata[field_name].get("positive"))
+            values[field_name] = convert(value, kind, what, positive=positive)
     out = cls(**values)
     validate = getattr(out, "validate", None)
     if callable(validate):
@@ -99,12 +125,19 @@ def parse_table(table: Any, name: str, cls: type[T], *, file: str = CONFIG_NAME)
     return out
 
 
-def convert(value: Any, kind: Any, what: str) -> Any:
+def convert(value: Any, kind: Any, what: str, *, positive: bool = False) -> Any:
     """`value` as `kind` (the TOML types: str, int, float, bool, lists, tables), or a
-    ConfigError `what must be <type>, but got <value>.`"""
+    ConfigError `what must be <type>, but got <value>.`; `positive` (a field's metadata)
+    also refuses numbers <= 0."""
     ok, out = _convert(value, kind)
+    if ok and positive and isinstance(out, int | float) and not out > 0:
+        ok = False
     if not ok:
-        raise ConfigError(f"{what} must be {describe(kind)}, but got {value!r}.")
+        text = describe(kind)
+        if positive:
+            text = text.replace("a number", "a positive number").replace(
+                "an integer", "a positive number")
+        raise ConfigError(f"{what} must be {text}, but got {value!r}.")
     return out
 
 

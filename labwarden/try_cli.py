@@ -66,12 +66,11 @@ def _read_patch(arg: str | None) -> str | None:
 
 
 def backend_for(config: WorkspaceConfig, name: str | None) -> SandboxBackend:
-    """The sandbox a command asked for, else the workspace's `[sandbox] backend`, else
-    Docker when an engine answers (see `sandbox.get_backend`)."""
-    from sandbox import get_backend
-    from sandbox.settings import SandboxSettings
+    """The sandbox a command asked for, else the workspace's `[sandbox] backend` (Docker
+    with its `image`), else Docker when an engine answers (see `sandbox.select`)."""
+    from sandbox.select import backend_for as select
 
-    return get_backend(name or SandboxSettings.from_config(config).backend)
+    return select(config, name)
 
 
 def parse_gpus(spec: str | None) -> str | list[int] | None:

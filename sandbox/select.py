@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from labwarden.errors import InputError
 from sandbox.backend import SandboxBackend
+
+if TYPE_CHECKING:
+    from labwarden.config import WorkspaceConfig
 
 BACKENDS = ("docker", "local")
 
@@ -22,3 +27,12 @@ def get_backend(name: str | None = None, *, image: str | None = None) -> Sandbox
 
         return LocalBackend()
     raise InputError(f"backend must be one of {', '.join(BACKENDS)}, but got {name!r}.")
+
+
+def backend_for(config: WorkspaceConfig, name: str | None = None) -> SandboxBackend:
+    """The backend a command names, else the workspace's `[sandbox] backend`, else Docker
+    when an engine answers; Docker runs the `[sandbox] image`."""
+    from sandbox.settings import SandboxSettings
+
+    settings = SandboxSettings.from_config(config)
+    return get_backend(name or settings.backend, image=settings.image)

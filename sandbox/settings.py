@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from labwarden.config import WorkspaceConfig
 from labwarden.errors import ConfigError
 from sandbox.backend import Limits
 
 _POSITIVE = ("startup_allowance_s", "export_allowance_s", "eval_timeout_s")
+_POS = {"positive": True}
 
 
 @dataclass(frozen=True)
@@ -29,37 +31,38 @@ class SandboxSettings:
 
     @classmethod
     def from_config(cls, config: WorkspaceConfig) -> SandboxSettings:
-        table = dict(config.section("sandbox"))
-        where = f"{config.config_path} [sandbox]"
-        if "grace_s" in table:
+        """`[sandbox]` through the one settings loader (`labwarden.settings`)."""
+        from labwarden.settings import load_table
+
+        table = load_table(config, "sandbox", SandboxTable)
+        limits = Limits(**{f.name: getattr(table, f.name) for f in fields(Limits)
+                           if getattr(table, f.name) is not None})
+        kwargs = {k: getattr(table, k) for k in (*_POSITIVE, "image", "backend")
+                  if getattr(table, k) is not None}
+        return cls(limits=limits, **kwargs)
+
+
+@dataclass(frozen=True)
+class SandboxTable:
+    """The `[sandbox]` table as written; None: the default (of `Limits`, the profile)."""
+
+    memory_mb: int | None = field(default=None, metadata=_POS)
+    pids: int | None = field(default=None, metadata=_POS)
+    cpus: float | None = field(default=None, metadata=_POS)
+    shm_mb: int | None = field(default=None, metadata=_POS)
+    tmpfs_mb: int | None = field(default=None, metadata=_POS)
+    file_size_mb: int | None = field(default=None, metadata=_POS)
+    startup_allowance_s: float | None = field(default=None, metadata=_POS)
+    export_allowance_s: float | None = field(default=None, metadata=_POS)
+    eval_timeout_s: float | None = field(default=None, metadata=_POS)
+    image: str | None = None
+    backend: Literal["docker", "local"] | None = None
+    grace_s: float | None = None
+    """Gone: kept as a key only to say what replaced it."""
+
+    def validate(self, where: str) -> None:
+        if self.grace_s is not None:
             raise ConfigError(
                 f"{where}: grace_s was replaced by startup_allowance_s and "
                 f"export_allowance_s (the kill limit is budget + both)."
             )
-        limit_names = {f.name for f in fields(Limits)}
-        limit_values = {k: table.pop(k) for k in list(table) if k in limit_names}
-        for key, value in limit_values.items():
-            if value is not None and (not isinstance(value, int | float) or value <= 0):
-                raise ConfigError(f"{where}: {key} must be a positive number, but got {value!r}.")
-        kwargs = {}
-        for key in _POSITIVE:
-            if key in table:
-                value = table.pop(key)
-                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    raise ConfigError(
-                        f"{where}: {key} must be a positive number, but got {value!r}."
-                    )
-                kwargs[key] = float(value)
-        for key in ("image", "backend"):
-            if key in table:
-                kwargs[key] = str(table.pop(key))
-        if kwargs.get("backend") not in (None, "docker", "local"):
-            raise ConfigError(
-                f"{where}: backend must be 'docker' or 'local', but got {kwargs['backend']!r}."
-            )
-        if table:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(table))}.")
-        limits = Limits(
-            **{k: (float(v) if k == "cpus" else int(v)) for k, v in limit_values.items()}
-        )
-        return cls(limits=limits, **kwargs)

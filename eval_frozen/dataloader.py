@@ -45,16 +45,24 @@ def _train_docs(train_dir: Path, tok: Tokenizer) -> Iterator[list[int]]:
         yield from tok.encode_batch(texts, num_threads=threads)
 
 
+# Batches the background thread builds ahead of the training loop (a bounded queue).
+PREFETCH_BATCHES = 4
+
+
 def train_batches(data_dir: str | Path, batch_size: int, seq_len: int,
                   device: str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
     """Yield `(x, y, epoch)` forever: int64 `(batch_size, seq_len)` inputs and next-token targets.
 
     Rows are BOS-aligned (see `eval_frozen.packing`), read in shard order; `epoch` counts
     passes over the train split from 1. Raises EvalInputError if the train split is missing.
-    """
-    import numpy as np
-    import torch
 
+    Reading, tokenization and batch building run on a background thread, up to
+    PREFETCH_BATCHES ahead, so the loop does not wait for them; on CUDA the batches are
+    pinned there and copied to the device without blocking. The batches and their order
+    are those of the same code run inline. The thread starts at the first `next()` (the
+    first read of the train split, where the sandbox starts the budget) and stops when
+    the iterator is closed or collected.
+    """
     data_dir = Path(data_dir)
     train_dir = data_dir / "train"
     if not list_shards(train_dir):
@@ -62,8 +70,18 @@ def train_batches(data_dir: str | Path, batch_size: int, seq_len: int,
     if batch_size < 1 or seq_len < 1:
         raise ValueError(
             f"batch_size and seq_len must be positive, but got {batch_size}, {seq_len}.")
+    yield from _prefetched(
+        _cpu_batches(data_dir, batch_size, seq_len, device.startswith("cuda")), device)
+
+
+def _cpu_batches(data_dir: Path, batch_size: int, seq_len: int,
+                 pin: bool) -> Iterator[tuple[torch.Tensor, int]]:
+    """(rows (batch_size, seq_len + 1) on the CPU, epoch), forever."""
+    import numpy as np
+    import torch
+
+    train_dir = data_dir / "train"
     tok = load_tokenizer(data_dir)
-    pin = device.startswith("cuda")
     epoch = 1
     rows: list[list[int]] = []
     while True:
@@ -75,12 +93,50 @@ def train_batches(data_dir: str | Path, batch_size: int, seq_len: int,
                 # via numpy: ten times faster than torch.tensor on nested lists
                 batch = torch.from_numpy(np.array(rows, dtype=np.int64))
                 rows = []
-                if pin:
-                    batch = batch.pin_memory().to(device, non_blocking=True)
-                elif device != "cpu":
-                    batch = batch.to(device)
-                yield batch[:, :-1].contiguous(), batch[:, 1:].contiguous(), epoch
+                yield (batch.pin_memory() if pin else batch), epoch
         if not produced and epoch == 1:
             raise EvalInputError(f"the train split in {train_dir} holds fewer than "
                                  f"{batch_size} rows of {seq_len + 1} tokens.")
         epoch += 1
+
+
+_DONE = object()
+
+
+def _prefetched(source: Iterator[tuple[torch.Tensor, int]],
+                device: str) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not offer(item):
+                    return
+        except BaseException as e:  # handed to the loop, raised there
+            offer((_DONE, e))
+
+    thread = threading.Thread(target=produce, name="train_batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, epoch = q.get()
+            if batch is _DONE:
+                raise epoch
+            if device != "cpu":
+                batch = batch.to(device, non_blocking=device.startswith("cuda"))
+            yield batch[:, :-1].contiguous(), batch[:, 1:].contiguous(), epoch
+    finally:
+        stop.set()

@@ -521,14 +521,33 @@ def load_program(path: str | Path, device: str = "cpu") -> GuardedForward:
         raise EvalInputError(f"cannot load {path} as a torch.export program "
                              f"({type(e).__name__}: {msg[:200]}).") from None
     check_graph(program.graph_module)
+    if device != "cpu":
+        program = move_program(program, device, path)
+        check_graph(program.graph_module)  # the program that runs is the moved one
     check_stateless(program)
     try:
         if device.startswith("cuda"):
             # cuBLAS is deterministic only with a fixed workspace; read when its handle is made.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         module = program.module()
-        if device != "cpu":
-            module = module.to(device)
     except Exception as e:
         raise EvalInputError(f"cannot run {path} on {device} ({type(e).__name__}: {e}).") from None
     return GuardedForward(module)
+
+
+def move_program(program: torch.export.ExportedProgram, device: str,
+                 path: str | Path = "the model") -> torch.export.ExportedProgram:
+    """The program with its weights, constants and the devices written into its graph
+    moved to `device`, by torch.export's own pass.
+
+    `module().to(device)` moves the weights only: the graph keeps what export wrote into
+    it, such as `_assert_tensor_metadata(device=cpu)` (torch >= 2.8), so every pass of a
+    CPU-exported model on CUDA failed with "Tensor device mismatch"."""
+    from torch.export.passes import move_to_device_pass
+
+    try:
+        return move_to_device_pass(program, device)
+    except Exception as e:
+        msg = (str(e).strip().splitlines() or [""])[0]
+        raise EvalInputError(f"cannot move {path} to {device} ({type(e).__name__}: "
+                             f"{msg[:200]}).") from None

@@ -1,7 +1,10 @@
 """The audit trail: every guard check and every runtime violation, in SQLite.
 
 One row per attempt (`attempts`) and one per finding (`findings`), so "every block by
-rule X" is an indexed query. WAL mode lets `labwarden audit list` read while a run writes.
+rule X" is an indexed query. A patch larger than `EXCERPT_BYTES` is stored as its first
+`EXCERPT_BYTES` (cut at a line end) with the sha256 and size of the whole, so a hostile
+10 MB patch costs the trail a bounded row and `audit replay` stays cheap. WAL mode lets
+`labwarden audit list` read while a run writes.
 Runtime violations (a broken seal, a budget overrun) come from the sandbox through
 `record_violation` and land in the same tables with `kind = 'runtime'` and the log tail.
 """
@@ -30,8 +33,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     agent_role    TEXT,
     agent_model   TEXT,
     hypothesis    TEXT,
-    patch         TEXT NOT NULL DEFAULT '',
-    patch_sha256  TEXT NOT NULL DEFAULT '',
+    patch         TEXT NOT NULL DEFAULT '',      -- whole, or its first EXCERPT_BYTES
+    patch_sha256  TEXT NOT NULL DEFAULT '',      -- of the whole patch
+    patch_bytes   INTEGER,                       -- size of the whole patch (UTF-8)
     verdict       TEXT NOT NULL,                   -- 'passed' | 'blocked'
     log_tail      TEXT,
     details       TEXT                             -- JSON, runtime violations only
@@ -53,6 +57,11 @@ CREATE INDEX IF NOT EXISTS findings_rule ON findings(rule_id);
 """
 
 
+EXCERPT_BYTES = 256 * 1024
+"""The default `[guards] max_patch_bytes`: any patch the guards could pass is stored whole."""
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 @dataclass
 class AuditEntry:
     id: int
@@ -65,12 +74,23 @@ class AuditEntry:
     findings: list[Finding] = field(default_factory=list)
     log_tail: str | None = None
     details: dict[str, Any] | None = None
+    patch_sha256: str = ""
+    patch_bytes: int | None = None
+    """Size of the whole patch; None in rows written before sizes were recorded."""
+
+    @property
+    def patch_cut(self) -> bool:
+        """True when `patch` is only an excerpt of what was checked."""
+        return self.patch_bytes is not None and self.patch_bytes > len(
+            self.patch.encode("utf-8", "replace"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "created_at": self.created_at, "kind": self.kind,
             "workspace": self.workspace, "verdict": self.verdict, **self.meta.to_dict(),
-            "patch": self.patch, "findings": [f.to_dict() for f in self.findings],
+            "patch": self.patch, "patch_sha256": self.patch_sha256,
+            "patch_bytes": self.patch_bytes, "patch_cut": self.patch_cut,
+            "findings": [f.to_dict() for f in self.findings],
             "log_tail": self.log_tail, "details": self.details,
         }
 
@@ -82,17 +102,31 @@ def default_path(state_path: Path) -> Path:
 class AuditStore:
     """Append-only record of checks. Safe to open from several processes at once."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        """Open (a writer creates it); `readonly` opens an existing trail without ever
+        writing it, and says so when the file is empty, truncated or not SQLite at all."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
+            if readonly:
+                check_database_file(self.path, "audit trail")
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           timeout=30.0, isolation_level=None)
+                self._db.execute("SELECT id, verdict FROM attempts LIMIT 1").fetchall()
+                self._db.execute("SELECT attempt_id, rule_id FROM findings LIMIT 1").fetchall()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._db.executescript(SCHEMA)
+                columns = {r[1] for r in self._db.execute("PRAGMA table_info(attempts)")}
+                if "patch_bytes" not in columns:  # a trail from before sizes were kept
+                    self._db.execute("ALTER TABLE attempts ADD COLUMN patch_bytes INTEGER")
         except sqlite3.DatabaseError as e:
-            raise InputError(f"{self.path}: not a usable audit database ({e}).") from None
+            raise InputError(f"{self.path}: not a usable audit database, corrupt or truncated "
+                             f"({e}); move it aside to start a new trail.") from None
 
     @classmethod
     def for_workspace(cls, config: Any) -> AuditStore:
@@ -131,18 +165,19 @@ class AuditStore:
                 details: dict[str, Any] | None) -> int:
         meta = meta or AttemptMeta()
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        digest = sha256(patch_text.encode("utf-8", "surrogateescape")).hexdigest()
+        whole = patch_text.encode("utf-8", "surrogateescape")
+        digest = sha256(whole).hexdigest()
+        stored = excerpt(whole)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             cur = db.execute(
                 "INSERT INTO attempts (created_at, kind, workspace, experiment_id, agent_role,"
-                " agent_model, hypothesis, patch, patch_sha256, verdict, log_tail, details)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " agent_model, hypothesis, patch, patch_sha256, patch_bytes, verdict, log_tail,"
+                " details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (now, kind, workspace, meta.experiment_id, meta.agent_role, meta.agent_model,
-                 meta.hypothesis, patch_text.encode("utf-8", "surrogateescape").decode(
-                     "utf-8", "replace"), digest, verdict, log_tail,
-                 json.dumps(details) if details is not None else None),
+                 meta.hypothesis, stored.decode("utf-8", "replace"), digest, len(whole),
+                 verdict, log_tail, json.dumps(details) if details is not None else None),
             )
             attempt_id = int(cur.lastrowid or 0)
             db.executemany(
@@ -183,6 +218,8 @@ class AuditStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY a.id DESC"
+        if limit is not None and limit < 0:
+            raise InputError(f"limit must be >= 0 (0: no limit), but got {limit}.")
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._entries(sql, args)
@@ -202,6 +239,10 @@ class AuditStore:
                 return
             yield from batch
             last = batch[-1].id
+
+    def rule_ids(self) -> set[str]:
+        """Every rule id any recorded finding names."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT rule_id FROM findings")}
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
@@ -225,10 +266,12 @@ class AuditStore:
                 f"SELECT * FROM findings WHERE attempt_id IN ({marks}) ORDER BY id", ids):
             by_attempt[f["attempt_id"]].append(Finding(
                 f["rule_id"], f["severity"], f["file"], f["line"], f["evidence"], f["message"]))
+        has_size = "patch_bytes" in rows[0].keys()
         return [
             AuditEntry(
                 id=r["id"], created_at=r["created_at"], kind=r["kind"], workspace=r["workspace"],
-                verdict=r["verdict"], patch=r["patch"],
+                verdict=r["verdict"], patch=r["patch"], patch_sha256=r["patch_sha256"],
+                patch_bytes=r["patch_bytes"] if has_size else None,
                 meta=AttemptMeta(r["experiment_id"], r["agent_role"], r["agent_model"],
                                  r["hypothesis"]),
                 findings=by_attempt[r["id"]], log_tail=r["log_tail"],
@@ -236,3 +279,32 @@ class AuditStore:
             )
             for r in rows
         ]
+
+
+def excerpt(data: bytes, limit: int = EXCERPT_BYTES) -> bytes:
+    """`data` whole when it fits, else its first `limit` bytes cut after the last newline
+    (a diff line is never stored half)."""
+    if len(data) <= limit:
+        return data
+    head = data[:limit]
+    cut = head.rfind(b"\n")
+    return head[: cut + 1] if cut > 0 else head
+
+
+def check_database_file(path: Path, what: str) -> None:
+    """One-line InputErrors for a store that is missing, a folder, empty or not SQLite."""
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder, not a database file.")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        raise InputError(f"no {what} at {path}.") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror}.") from None
+    if not head:
+        raise InputError(f"{what} {path} is empty (0 bytes): truncated, or never written; "
+                         "move it aside to start a new one.")
+    if head != SQLITE_MAGIC:
+        raise InputError(f"{what} {path} is not an SQLite database (corrupt or overwritten); "
+                         "move it aside to start a new one.")

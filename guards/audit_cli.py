@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,41 +48,104 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rep.add_argument("--json", action="store_true")
 
 
+SHOW_PATCH_LINES = 400
+"""`audit show` prints at most this many lines of a patch (`--json` has the stored text)."""
+SHOW_FINDINGS = 100
+REASON_WIDTH = 60
+
+
 def run(args: argparse.Namespace) -> int:
     from guards.audit import AuditStore, default_path
     from labwarden.config import load_config
 
     config = load_config(args.workspace)
+    if getattr(args, "limit", None) is not None and args.limit < 0:
+        raise InputError(f"--limit must be >= 0 (0: no limit), but got {args.limit}.")
+    out_path = None
+    if args.action == "export" and args.out:
+        from labwarden.inputs import check_output
+
+        out_path = check_output(args.out, "export")
     path = default_path(config.state_path)
-    if not path.is_file():
+    if not path.exists():
         if args.action == "show":
             raise InputError(f"no audit entry with id {args.id}: {path} does not exist.")
+        if args.action == "list" and args.rule:
+            _check_rule(args.rule, config, set())
         if getattr(args, "json", False):
             print("[]")
         else:
             print(f"no audit trail at {path} (nothing checked yet).", file=sys.stderr)
         return 0
-    with AuditStore(path) as store:
-        if args.action == "list":
-            return _list(store, args)
-        if args.action == "show":
-            return _show(store, args)
-        if args.action == "export":
-            return _export(store, args)
-        return _replay(store, config, args)
+    with AuditStore(path, readonly=True) as store:
+        try:
+            if args.action == "list":
+                return _list(store, config, args)
+            if args.action == "show":
+                return _show(store, args)
+            if args.action == "export":
+                return _export(store, args, out_path)
+            return _replay(store, config, args)
+        except sqlite3.DatabaseError as e:
+            raise InputError(f"{path}: the audit trail is corrupt or truncated ({e}); move it "
+                             "aside to start a new one.") from None
 
 
-def _list(store: Any, args: argparse.Namespace) -> int:
+def _check_rule(rule: str, config: Any, recorded: set[str]) -> None:
+    """`--rule` names a rule that exists (active today or recorded), or a prefix of one."""
+    from guards.engine import CORE_RULES, build_registry
+
+    known = set(CORE_RULES) | set(build_registry(config).rules) | recorded
+    if rule.startswith("runtime."):
+        return  # the sandbox's kinds; a kind never seen yet is still a fair question
+    if rule.endswith("*"):
+        if any(k.startswith(rule[:-1]) for k in known):
+            return
+    elif rule in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(rule, sorted(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise InputError(f"--rule {rule!r}: no such rule (not active, not in the trail){hint} "
+                     "'labwarden guards list' shows the rules.")
+
+
+def _list(store: Any, config: Any, args: argparse.Namespace) -> int:
+    if args.rule:
+        _check_rule(args.rule, config, store.rule_ids())
     entries = store.list(verdict=args.verdict, rule=args.rule, experiment_id=args.experiment,
                          kind=args.kind, limit=args.limit)
     if args.json:
         print(json.dumps([_summary(e) for e in entries], indent=2))
         return 0
+    if not entries:
+        print("no attempts match." if store.count() else "the audit trail is empty.",
+              file=sys.stderr)
+        return 0
+    print(f"{'ID':>6}  {'TIME (UTC)':<19}  {'VERDICT':<7}  {'ROLE':<9}  {'EXPERIMENT':<14}  "
+          f"{'RULES':<24}  {'FILE':<22}  REASON")
     for e in entries:
-        rules = ",".join(sorted({f.rule_id for f in e.findings if f.severity == "block"})) or "-"
-        who = e.meta.experiment_id or "-"
-        print(f"{e.id:>6}  {e.created_at[:19]}  {e.kind:<7}  {e.verdict:<7}  {who:<12}  {rules}")
+        blocking = [f for f in e.findings if f.severity == "block"] or e.findings
+        rules = ",".join(sorted({f.rule_id for f in blocking})) or "-"
+        first = blocking[0] if blocking else None
+        where = "-"
+        if first is not None and first.file:
+            where = f"{first.file}:{first.line}" if first.line else first.file
+        reason = _first_line(first.message) if first is not None else "-"
+        print(f"{e.id:>6}  {e.created_at[:19].replace('T', ' '):<19}  {e.verdict:<7}  "
+              f"{_cell(e.meta.agent_role or '-', 9)}  {_cell(e.meta.experiment_id or '-', 14)}  "
+              f"{_cell(rules, 24)}  {_cell(where, 22)}  {reason}")
     return 0
+
+
+def _cell(text: str, width: int) -> str:
+    return (text if len(text) <= width else text[: width - 1] + "~").ljust(width)
+
+
+def _first_line(text: str) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else "-"
+    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 3] + "..."
 
 
 def _summary(e: Any) -> dict[str, Any]:
@@ -129,20 +193,37 @@ def _show(store: Any, args: argparse.Namespace) -> int:
         if value:
             print(f"{label}: {value}")
     print(f"findings ({len(e.findings)}):")
-    for f in e.findings:
+    for f in e.findings[:SHOW_FINDINGS]:
         print("  " + f.render().replace("\n", "\n  "))
+    if len(e.findings) > SHOW_FINDINGS:
+        print(f"  ... {len(e.findings) - SHOW_FINDINGS} more finding(s) cut "
+              f"(audit show {e.id} --json has them all)")
     if e.log_tail:
         print("log tail:\n" + e.log_tail)
     if e.patch:
-        print("patch:")
-        print(mark_patch(e.patch, e.findings))
+        size = f"{e.patch_bytes:,} bytes" if e.patch_bytes is not None else "size not recorded"
+        print(f"patch ({size}, sha256 {e.patch_sha256[:16]}):")
+        lines = mark_patch(e.patch, e.findings).splitlines()
+        print("\n".join(lines[:SHOW_PATCH_LINES]))
+        cut = []
+        if len(lines) > SHOW_PATCH_LINES:
+            cut.append(f"{len(lines) - SHOW_PATCH_LINES:,} more line(s) of the stored text "
+                       f"not shown (audit show {e.id} --json prints it)")
+        if e.patch_cut:
+            cut.append(f"the trail stores only the first {len(e.patch.encode()):,} bytes of "
+                       f"this {e.patch_bytes:,}-byte patch")
+        if cut:
+            print("... cut: " + "; ".join(cut) + ".")
     return 0
 
 
-def _export(store: Any, args: argparse.Namespace) -> int:
-    if args.out:
-        with Path(args.out).open("w", encoding="utf-8") as fh:
-            n = store.export_jsonl(fh)
+def _export(store: Any, args: argparse.Namespace, out_path: Path | None) -> int:
+    if out_path is not None:
+        try:
+            with out_path.open("w", encoding="utf-8") as fh:
+                n = store.export_jsonl(fh)
+        except OSError as e:
+            raise InputError(f"cannot write {args.out}: {e.strerror}.") from None
         print(f"exported {n} attempt(s) to {args.out}", file=sys.stderr)
     else:
         store.export_jsonl(sys.stdout)
@@ -157,12 +238,18 @@ def _replay(store: Any, config: Any, args: argparse.Namespace) -> int:
     for e in store.iter_all():
         if e.kind != "patch":
             continue
-        report = check_patch(e.patch, config, registry=registry)
         old_rules = {f.rule_id for f in e.findings if f.severity == "block"}
-        new_rules = {f.rule_id for f in report.findings if f.severity == "block"}
+        if e.patch_cut:
+            # Only an excerpt is stored: the whole patch cannot be re-checked, but its size
+            # alone decides it under today's limit (the check refuses before parsing).
+            now, new_rules = _replay_by_size(e, config, old_rules)
+        else:
+            report = check_patch(e.patch, config, registry=registry)
+            now = report.verdict
+            new_rules = {f.rule_id for f in report.findings if f.severity == "block"}
         results.append({
-            "id": e.id, "was": e.verdict, "now": report.verdict,
-            "changed": e.verdict != report.verdict,
+            "id": e.id, "was": e.verdict, "now": now,
+            "changed": e.verdict != now,
             "added_rules": sorted(new_rules - old_rules),
             "dropped_rules": sorted(old_rules - new_rules),
         })
@@ -179,6 +266,16 @@ def _replay(store: Any, config: Any, args: argparse.Namespace) -> int:
             extra += " +" + ",".join(r["added_rules"])
         if r["dropped_rules"]:
             extra += " -" + ",".join(r["dropped_rules"])
-        print(f"{r['id']:>6}  {mark}  {r['was']:<7} -> {r['now']:<7}{extra}")
+        print(f"{r['id']:>6}  {mark}  {r['was']:<7} -> {r['now']:<8}{extra}")
     print(f"{len(results)} replayed, {len(changed)} verdict(s) changed.")
     return 0
+
+
+def _replay_by_size(e: Any, config: Any, old_rules: set[str]) -> tuple[str, set[str]]:
+    """(verdict, blocking rules) of a patch stored as an excerpt: blocked by its size when
+    it is over today's limit, else 'unknown' (raised limit: the whole text is gone)."""
+    from guards.settings import load_settings
+
+    if e.patch_bytes > load_settings(config).max_patch_bytes:
+        return "blocked", {"patch.size"}
+    return "unknown", set(old_rules)

@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 
 from labwarden.config import load_config
-from labwarden.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,19 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agents.report import load_report, render_html, write_png
+    from labwarden.inputs import check_output, write_text
 
     config = load_config(args.workspace)
-    data = load_report(config, profile=args.profile)
+    if args.profile is not None:
+        from labwarden.profiles import check_profile
+
+        check_profile(args.profile)
     out: Path | None = args.out
     if out is None and args.png is None:
         out = Path("report.html")
-    for path in (out, args.png):
-        if path is not None and not path.resolve().parent.is_dir():
-            raise InputError(f"cannot write {path}: folder {path.resolve().parent} does not exist.")
+    for path, what in ((out, "report"), (args.png, "plot")):
+        if path is not None:
+            check_output(path, what)
+    data = load_report(config, profile=args.profile)
     if out is not None:
-        out.write_text(render_html(data), encoding="utf-8")
+        write_text(out, render_html(data), "report")
         print(f"wrote {out} ({len(data.experiments)} experiments, "
-              f"{len(data.attempts)} blocked or rejected attempts)")
+              f"{len(data.attempts)} attempts stopped)")
     if args.png is not None:
         write_png(data, args.png)
         print(f"wrote {args.png}")

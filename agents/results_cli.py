@@ -19,33 +19,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from agents.ledger import Ledger, ledger_path
     from agents.summary import one_line, to_tsv, tsv_rows
+    from guards.audit import check_database_file
     from labwarden.config import load_config
     from labwarden.errors import InputError
+    from labwarden.inputs import check_output, write_text
 
     config = load_config(args.workspace)
+    if args.profile is not None:
+        from labwarden.profiles import check_profile
+
+        check_profile(args.profile)
+    if args.out:
+        check_output(args.out, "results")
     path = ledger_path(config.state_path)
+    if not path.exists():
+        raise InputError(f"no ledger at {path}; run 'labwarden run' first.")
+    check_database_file(path, "ledger")
     try:
         ledger = Ledger(path, readonly=True)
-    except FileNotFoundError:
-        raise InputError(f"no ledger at {path}; run 'labwarden run' first.") from None
-    try:
-        if args.tsv:
-            text = to_tsv(tsv_rows(ledger, args.profile))
-        else:
-            lines = [f"{'id':<10} {'status':<9} {'val_bpb':>8} {'margin':>8}  hypothesis"]
-            for r in ledger.experiments(profile=args.profile):
-                val = "-" if r["val_bpb"] is None else f"{r['val_bpb']:.4f}"
-                margin = "-" if r["margin"] is None else f"{r['margin']:+.4f}"
-                lines.append(f"{r['id']:<10} {r['status']:<9} {val:>8} {margin:>8}  "
-                             f"{one_line(r['hypothesis'], 70)}")
-            text = "\n".join(lines) + "\n"
-    finally:
-        ledger.close()
+        try:
+            if args.tsv:
+                text = to_tsv(tsv_rows(ledger, args.profile))
+            else:
+                lines = [f"{'id':<10} {'status':<9} {'val_bpb':>8} {'margin':>8}  hypothesis"]
+                for r in ledger.experiments(profile=args.profile):
+                    val = "-" if r["val_bpb"] is None else f"{r['val_bpb']:.4f}"
+                    margin = "-" if r["margin"] is None else f"{r['margin']:+.4f}"
+                    lines.append(f"{r['id']:<10} {r['status']:<9} {val:>8} {margin:>8}  "
+                                 f"{one_line(r['hypothesis'], 70)}")
+                text = "\n".join(lines) + "\n"
+        finally:
+            ledger.close()
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"{path}: the ledger is corrupt or truncated ({e}).") from None
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_text(args.out, text, "results")
     else:
         sys.stdout.write(text)
     return 0

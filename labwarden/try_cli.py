@@ -108,12 +108,9 @@ def run_manual(config: WorkspaceConfig, *, patch: str | None, backend_name: str 
 
 
 def check_profile(profile: str) -> None:
-    from eval_frozen.profiles import get_profile
+    from labwarden.profiles import check_profile as check
 
-    try:
-        get_profile(profile)
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    check(profile)
 
 
 def run(args: argparse.Namespace) -> int:

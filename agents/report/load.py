@@ -329,6 +329,7 @@ def _audit(path: Path) -> tuple[list[Attempt], list[Rule]]:
             hypothesis=str(a["hypothesis"] or ""),
             patch=str(a["patch"] or ""),
             findings=tuple(fs),
+            patch_bytes=a["patch_bytes"] if "patch_bytes" in a.keys() else None,
         ))
         for f in fs:
             seen.setdefault(f.rule, Rule(f.rule, f.severity, "seen in the audit trail", ""))

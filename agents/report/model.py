@@ -77,6 +77,8 @@ class Attempt:
     hypothesis: str
     patch: str
     findings: tuple[Finding, ...]
+    patch_bytes: int | None = None
+    """Size of the whole patch when the audit trail kept only an excerpt of it."""
 
 
 @dataclass(frozen=True)

@@ -76,10 +76,10 @@ def _summary(data: ReportData) -> str:
         ("kept", str(count["keep"])),
         ("discarded", str(count["discard"])),
         ("crashed", str(count["crash"])),
-        ("blocked", str(count["blocked"])),
-        ("rejected", str(count["rejected"])),
-        # Every stop on the page: guard blocks, runtime and reviewer stops, checks from the
-        # command line; an attempt can be both "rejected" above and listed here.
+        # One word for every attempt that never ran to a score, counted from the same list
+        # as the "Attempts stopped" section (guard checks from the command line included),
+        # split by who stopped it.
+        *((f"stopped by {who}", str(n)) for who, n in _stops(data.attempts).items()),
         ("attempts stopped", str(len(data.attempts))),
         (f"best {data.metric}", _fmt(best) or "\u2014"),
         ("baseline", _fmt(data.baseline) or "\u2014"),
@@ -161,6 +161,24 @@ def _row(i: int | None, e: Experiment) -> str:
     )
 
 
+def stopper(a: Attempt) -> str:
+    """Who stopped an attempt: the guards, the sandbox (runtime), the reviewer or the
+    evaluator (a rejection)."""
+    rules = [f.rule for f in a.findings if f.severity == "block"] or [f.rule for f in a.findings]
+    if any(r.startswith("runtime.") for r in rules):
+        return "the sandbox"
+    if a.verdict == "rejected":
+        return "the reviewer" if a.role == "reviewer" else "the evaluator"
+    return "the guards"
+
+
+def _stops(attempts: list[Attempt]) -> dict[str, int]:
+    out = {"the guards": 0, "the sandbox": 0, "the reviewer": 0, "the evaluator": 0}
+    for a in attempts:
+        out[stopper(a)] += 1
+    return {k: v for k, v in out.items() if v or k == "the guards"}
+
+
 def _attempts(data: ReportData) -> str:
     groups: dict[str, list[Attempt]] = defaultdict(list)
     for a in data.attempts:
@@ -169,9 +187,11 @@ def _attempts(data: ReportData) -> str:
         rules = list(dict.fromkeys(f.rule for f in stops)) or [a.verdict or "unknown"]
         for r in rules:
             groups[r].append(a)
-    head = '<section id="attempts"><h2>Blocked and rejected attempts</h2>'
+    head = ('<section id="attempts"><h2>Attempts stopped</h2><p class="hint">Stopped before '
+            'a score: blocked by the guards or the sandbox, rejected by the reviewer or the '
+            'evaluator.</p>')
     if not groups:
-        return head + '<p class="empty">None: no attempt was blocked or rejected.</p></section>'
+        return head + '<p class="empty">None: no attempt was stopped.</p></section>'
     rules = {r.id: r for r in [*data.other_stops, *data.rules]}
     toc = "".join(
         f'<li><a href="#rule-{_e(_slug(r))}"><code>{_e(r)}</code></a> ({len(a)})</li>'
@@ -209,6 +229,10 @@ def _rule_group(rule_id: str, attempts: list[Attempt], rule: Rule | None) -> str
     return "".join(out)
 
 
+PATCH_LINES = 300
+"""Lines of one attempt's patch the page shows: a hostile 10 MB patch stays a small page."""
+
+
 def _attempt(rule_id: str, a: Attempt) -> str:
     who = " / ".join(x for x in (a.role, a.model) if x) or "no agent (a command-line check)"
     summary = (
@@ -228,7 +252,8 @@ def _attempt(rule_id: str, a: Attempt) -> str:
     )
     lines = mark(parse(a.patch), a.findings)
     pre = []
-    for ln in lines:
+    cut = len(lines) - PATCH_LINES
+    for ln in lines[:PATCH_LINES]:
         cls = f"ln {ln.kind}"
         if ln.marked:
             cls += " mark" if rule_id in ln.notes else " mark-other"
@@ -238,8 +263,16 @@ def _attempt(rule_id: str, a: Attempt) -> str:
             f'<span class="{cls}"{note}><span class="no">{num if num is not None else ""}</span>'
             f"{_e(ln.text)}</span>"
         )
+    notes = []
+    if cut > 0:
+        notes.append(f"{cut:,} more line(s) not shown")
+    if a.patch_bytes is not None and a.patch_bytes > len(a.patch.encode("utf-8", "replace")):
+        notes.append(f"the audit trail keeps only the start of this {a.patch_bytes:,}-byte "
+                     "patch")
+    where = f" (labwarden audit show {a.id})" if a.id.isdigit() else ""
+    note = f'<p class="hint">Cut: {_e("; ".join(notes))}{_e(where)}.</p>' if notes else ""
     patch = (
-        f'<pre class="patch">{"".join(pre)}</pre>' if a.patch.strip()
+        f'<pre class="patch">{"".join(pre)}</pre>{note}' if a.patch.strip()
         else '<p class="empty">(no patch text recorded)</p>'
     )
     return (

@@ -74,6 +74,10 @@ def _check(s: dict[str, Any]) -> None:
     if gpus is not None and gpus != "all" and not all(
             part.strip().isdigit() for part in gpus.split(",")):
         raise InputError(f"--gpus must be 'all' or indices like 0,2, but got {gpus!r}.")
+    if s.get("profile") is not None:
+        from labwarden.profiles import check_profile
+
+        check_profile(s["profile"])
     if s["agent"] == "scripted" and not s["script"]:
         raise InputError("--agent scripted needs --script DIR (a folder of .patch files).")
 

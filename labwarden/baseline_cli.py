@@ -44,6 +44,7 @@ def check_budget(value: float | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from labwarden.config import load_config
     from labwarden.try_cli import check_profile, run_manual
+    from labwarden.try_progress import StageLine
 
     config = load_config(args.workspace)
     profile = args.profile or config.profile
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     outcome, backend = run_manual(
         config, patch=None, backend_name=args.backend, profile=profile, experiment_id=exp_id,
         time_budget_s=args.time_budget, gpus=None,
-        hypothesis="baseline: the workspace's trainer, unchanged")
+        hypothesis="baseline: the workspace's trainer, unchanged",
+        narrate=StageLine(sys.stderr))
     result = outcome.result
     assert result is not None  # no patch: nothing for the guards to block
     print(f"baseline: trained and scored {profile} on {backend} in {result.run_dir}",

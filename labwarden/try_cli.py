@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labwarden.errors import InputError
@@ -22,6 +24,7 @@ from labwarden.errors import InputError
 if TYPE_CHECKING:
     from labwarden.config import WorkspaceConfig
     from labwarden.experiment import ManualOutcome
+    from labwarden.try_progress import Comparison, StageLine
     from sandbox.backend import SandboxBackend
 
 
@@ -51,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", default=None, help="'all' or indices like 0,1 (Docker)")
     parser.add_argument("--id", default=None, help="experiment id (default: try-<time>-<random>)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no stage lines on stderr (guards, sandbox, training, evaluation)")
     parser.add_argument("--workspace", default=None, help="workspace folder (default: nearest)")
 
 
@@ -84,8 +89,10 @@ def parse_gpus(spec: str | None) -> str | list[int] | None:
 
 def run_manual(config: WorkspaceConfig, *, patch: str | None, backend_name: str | None,
                profile: str, experiment_id: str, time_budget_s: float | None,
-               gpus: str | list[int] | None, hypothesis: str) -> tuple[ManualOutcome, str]:
-    """One manual experiment through the experiment service; (outcome, backend name)."""
+               gpus: str | list[int] | None, hypothesis: str,
+               narrate: StageLine | None = None) -> tuple[ManualOutcome, str]:
+    """One manual experiment through the experiment service; (outcome, backend name).
+    `narrate`: where each stage is told as it happens."""
     from agents.ledger import Ledger, ledger_path
     from guards.audit import AuditStore, default_path
     from labwarden.experiment import ExperimentService
@@ -96,7 +103,14 @@ def run_manual(config: WorkspaceConfig, *, patch: str | None, backend_name: str 
     backend = backend_for(config, backend_name)
     audit = AuditStore(default_path(config.state_path))
     ledger = Ledger(ledger_path(config.state_path))
-    service = ExperimentService(config, backend=backend, audit=audit, ledger=ledger)
+    cls = ExperimentService
+    if narrate is not None:
+        from eval_frozen.profiles import get_profile
+
+        budget = time_budget_s or config.time_budget_s or get_profile(profile).time_budget_s
+        cls = _narrated(ExperimentService, narrate,
+                        config.state_path / "runs" / experiment_id, budget)
+    service = cls(config, backend=backend, audit=audit, ledger=ledger)
     spec = ExperimentSpec(config=config, patch=patch, profile=profile,
                           experiment_id=experiment_id, time_budget_s=time_budget_s, gpus=gpus)
     try:
@@ -105,6 +119,35 @@ def run_manual(config: WorkspaceConfig, *, patch: str | None, backend_name: str 
         backend.cleanup()
         ledger.close()
         audit.close()
+
+
+def _narrated(base: type, line: StageLine, run_dir: Path, budget_s: float) -> type:
+    """The experiment service, telling each stage as it happens (same work, same records)."""
+    from labwarden.try_progress import SandboxWatch
+
+    class Narrated(base):  # type: ignore[misc, valid-type]
+        def check(self, patch, meta, *, against=None):  # noqa: ANN001, ANN202
+            line.show("guards", "checking the patch")
+            started = time.monotonic()
+            report = super().check(patch, meta, against=against)
+            ms = (time.monotonic() - started) * 1000
+            rules = sorted({f.rule_id for f in report.findings if f.severity == "block"})
+            line.done("guards", f"{report.verdict} in {ms:.0f} ms"
+                      + (f": {', '.join(rules)}" if rules else
+                         f" ({len(report.findings)} note(s))" if report.findings else ""))
+            return report
+
+        def run(self, spec, meta):  # noqa: ANN001, ANN202
+            line.show("sandbox", f"starting ({self.backend_name})")
+            started = time.monotonic()
+            with SandboxWatch(line, run_dir, budget_s):
+                result = super().run(spec, meta)
+            score = f", {result.val_bpb:.6f} val_bpb" if result.val_bpb is not None else ""
+            line.done("evaluation", f"{result.status}{score} "
+                      f"({time.monotonic() - started:.1f} s in the sandbox)")
+            return result
+
+    return Narrated
 
 
 def check_profile(profile: str) -> None:
@@ -124,17 +167,31 @@ def run(args: argparse.Namespace) -> int:
 
     check_budget(args.time_budget)
     experiment_id = args.id or f"try-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    from labwarden.try_progress import StageLine
+
+    line = StageLine(sys.stderr, enabled=not args.quiet)
     outcome, backend = run_manual(
         config, patch=patch, backend_name=args.backend, profile=profile,
         experiment_id=experiment_id, time_budget_s=args.time_budget,
         gpus=parse_gpus(args.gpus),
-        hypothesis=f"manual try of {args.patch}" if args.patch else "manual try: the baseline")
-    _print(args.json, outcome.report, outcome.result, backend)
+        hypothesis=f"manual try of {args.patch}" if args.patch else "manual try: the baseline",
+        narrate=line)
     result = outcome.result
+    comparisons, note = [], ""
+    if result is not None and result.status == "ok" and result.val_bpb is not None:
+        from labwarden.try_progress import compare
+
+        comparisons, note = compare(config, value=result.val_bpb, profile=profile,
+                                    backend=backend, time_budget_s=args.time_budget,
+                                    experiment_id=experiment_id)
+    _print(args.json, outcome.report, result, backend, comparisons, note, config.metric)
     return 0 if result is not None and result.status == "ok" else 1
 
 
-def _print(as_json: bool, report, result, backend: str | None) -> None:  # noqa: ANN001
+def _print(as_json: bool, report, result, backend: str | None,  # noqa: ANN001
+           comparisons: list[Comparison] | None = None, note: str = "",
+           metric: str = "val_bpb") -> None:
+    comparisons = comparisons or []
     if as_json:
         print(
             json.dumps(
@@ -142,6 +199,10 @@ def _print(as_json: bool, report, result, backend: str | None) -> None:  # noqa:
                     "guards": report.to_dict() if report else None,
                     "backend": backend,
                     "result": result.to_dict() if result else None,
+                    "comparison": [
+                        {"against": c.label, "value": c.value, "source": c.source,
+                         "improvement": c.improvement, "noise": c.noise,
+                         "in_noise": c.in_noise, "keep_k": c.keep_k} for c in comparisons],
                 },
                 indent=2,
                 sort_keys=True,
@@ -176,6 +237,10 @@ def _print(as_json: bool, report, result, backend: str | None) -> None:  # noqa:
     for v in result.violations:
         print(f"violation:        {v}")
     print(f"run_dir:          {result.run_dir}")
+    for c in comparisons:
+        print(c.render(metric))
+    if note:
+        print(f"note:             {note}")
     if result.status != "ok" and result.log_tail:
         print("log tail:")
         print("\n".join(f"  {line}" for line in result.log_tail.splitlines()[-15:]))

@@ -69,6 +69,8 @@ def _doctor(args: argparse.Namespace) -> int:
         # The probe steps look for a marker left in the workspace's state folder.
         state_dir = config.state_path
     except InputError:
+        if args.workspace:  # a workspace named and broken: say so, never the default
+            raise
         settings = None
     columns: dict[str, list[tuple[str, bool, str]]] = {
         "local": LocalBackend().guarantees(state_dir)
@@ -90,7 +92,10 @@ def _doctor(args: argparse.Namespace) -> int:
         except InputError as e:
             why_not_docker = str(e)
     chosen = backend_name or ("docker" if "docker" in columns else "local")
-    print(f"backend: {chosen}" + (f"  (docker: {why_not_docker})" if why_not_docker else ""))
+    source = ("[sandbox] backend" if backend_name
+              else "default: Docker when an engine answers, else local")
+    print(f"backend: {chosen}  ({source})"
+          + (f"  (docker: {why_not_docker})" if why_not_docker else ""))
     print(_table(columns))
     return 0
 

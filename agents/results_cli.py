@@ -23,10 +23,9 @@ def run(args: argparse.Namespace) -> int:
 
     from agents.ledger import Ledger, ledger_path
     from agents.summary import one_line, to_tsv, tsv_rows
-    from guards.audit import check_database_file
     from labwarden.config import load_config
     from labwarden.errors import InputError
-    from labwarden.inputs import check_output, write_text
+    from labwarden.inputs import check_database_file, check_output, write_text
 
     config = load_config(args.workspace)
     if args.profile is not None:

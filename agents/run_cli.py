@@ -87,6 +87,14 @@ def run(args: argparse.Namespace) -> int:
     from labwarden.config import load_config
 
     config = load_config(args.workspace)
+    program = config.root / "program.md"
+    if program.exists():  # the planner reads it mid-run: refuse bad bytes before anything
+        from labwarden.inputs import read_text
+
+        read_text(program, "program")
+    from labwarden.inputs import check_stores
+
+    check_stores(config.state_path)
     session = ResearchSession.open(config, resume=args.resume,
                                    settings_for=lambda prev: _with_sandbox(
                                        _settings(args, prev), config),

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from guards.findings import AttemptMeta, Finding, GuardReport
 from labwarden.errors import InputError
+from labwarden.inputs import SQLITE_MAGIC, check_database_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -59,7 +60,7 @@ CREATE INDEX IF NOT EXISTS findings_rule ON findings(rule_id);
 
 EXCERPT_BYTES = 256 * 1024
 """The default `[guards] max_patch_bytes`: any patch the guards could pass is stored whole."""
-SQLITE_MAGIC = b"SQLite format 3\x00"
+__all__ = ["SQLITE_MAGIC", "AuditEntry", "AuditStore", "check_database_file", "excerpt"]
 
 
 @dataclass
@@ -289,22 +290,3 @@ def excerpt(data: bytes, limit: int = EXCERPT_BYTES) -> bytes:
     head = data[:limit]
     cut = head.rfind(b"\n")
     return head[: cut + 1] if cut > 0 else head
-
-
-def check_database_file(path: Path, what: str) -> None:
-    """One-line InputErrors for a store that is missing, a folder, empty or not SQLite."""
-    if path.is_dir():
-        raise InputError(f"{what} {path} is a folder, not a database file.")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
-    except FileNotFoundError:
-        raise InputError(f"no {what} at {path}.") from None
-    except OSError as e:
-        raise InputError(f"cannot read {what} {path}: {e.strerror}.") from None
-    if not head:
-        raise InputError(f"{what} {path} is empty (0 bytes): truncated, or never written; "
-                         "move it aside to start a new one.")
-    if head != SQLITE_MAGIC:
-        raise InputError(f"{what} {path} is not an SQLite database (corrupt or overwritten); "
-                         "move it aside to start a new one.")

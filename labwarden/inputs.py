@@ -10,6 +10,8 @@ from pathlib import Path
 
 from labwarden.errors import InputError
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
 
 def read_text(arg: str | Path, what: str = "file", *, stdin_dash: bool = False) -> str:
     """A UTF-8 text file (or standard input for '-'), else a one-line InputError that says
@@ -57,3 +59,34 @@ def write_text(arg: str | Path, text: str, what: str = "output") -> Path:
     except OSError as e:
         raise InputError(f"cannot write {what} {arg}: {e.strerror or type(e).__name__}.") from None
     return path
+
+
+def check_database_file(path: Path, what: str) -> None:
+    """One-line InputErrors for a store that is missing, a folder, empty or not SQLite
+    (SQLite itself would open an empty file as a new database, and garbage only fails
+    later, with a message that names no file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder, not a database file.")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        raise InputError(f"no {what} at {path}.") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror}.") from None
+    if not head:
+        raise InputError(f"{what} {path} is empty (0 bytes): truncated, or never written; "
+                         "move it aside to start a new one.")
+    if head != SQLITE_MAGIC:
+        raise InputError(f"{what} {path} is not an SQLite database (corrupt or overwritten); "
+                         "move it aside to start a new one.")
+
+
+def check_stores(state_path: Path) -> None:
+    """The workspace's ledger and audit trail, where they exist, are sound SQLite files:
+    checked before a command writes anything (a writer would otherwise fail halfway)."""
+    for name, what in (("ledger.sqlite", "ledger"), ("audit.sqlite", "audit trail")):
+        path = Path(state_path) / name
+        if path.exists():
+            check_database_file(path, what)

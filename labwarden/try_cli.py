@@ -96,10 +96,12 @@ def run_manual(config: WorkspaceConfig, *, patch: str | None, backend_name: str 
     from agents.ledger import Ledger, ledger_path
     from guards.audit import AuditStore, default_path
     from labwarden.experiment import ExperimentService
+    from labwarden.inputs import check_stores
     from sandbox import ExperimentSpec
     from sandbox.pipeline import check_prepared
 
     check_prepared(config.data_path(profile), profile)  # before anything is written
+    check_stores(config.state_path)
     backend = backend_for(config, backend_name)
     audit = AuditStore(default_path(config.state_path))
     ledger = Ledger(ledger_path(config.state_path))

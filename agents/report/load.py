@@ -20,6 +20,7 @@ from typing import Any
 from agents.report.model import Attempt, Experiment, Finding, ReportData, Rule
 from labwarden.config import WorkspaceConfig
 from labwarden.errors import InputError
+from labwarden.inputs import check_database_file
 
 LEDGER = "ledger.sqlite"
 AUDIT = "audit.sqlite"
@@ -33,6 +34,9 @@ def load_report(config: WorkspaceConfig, *, profile: str | None = None) -> Repor
     """
     state = config.state_path
     ledger_file, audit_file = state / LEDGER, state / AUDIT
+    for path, what in ((ledger_file, "ledger"), (audit_file, "audit trail")):
+        if path.exists():
+            check_database_file(path, what)
     if not ledger_file.is_file() and not audit_file.is_file():
         raise InputError(
             f"nothing to report: no {LEDGER} or {AUDIT} in {state}; "

@@ -1,7 +1,14 @@
-"""DockerBackend: each step in a fresh locked-down container (see `containers`)."""
+"""DockerBackend: each step in a fresh locked-down container (see `containers`).
+
+With GPUs requested, steps run in the CUDA image (unless `[sandbox] image` names another
+than the offline one), with limits that follow the GPU setup, and the training step gets
+a private copy of the image's compile cache (see `images` for how that cache is kept
+from carrying anything but kernels between experiments).
+"""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -9,10 +16,20 @@ from typing import Any, ClassVar
 
 from sandbox.backend import SandboxBackend, StepOutcome, StepSpec
 from sandbox.docker import prereqs
-from sandbox.docker.containers import container_kwargs
-from sandbox.docker.images import OFFLINE_TAG, ensure_image
+from sandbox.docker.containers import Host, container_kwargs
+from sandbox.docker.images import (
+    OFFLINE_TAG,
+    compile_cache_dir,
+    ensure_image,
+    image_for,
+    promote_compile_cache,
+    seed_compile_cache,
+)
 from sandbox.errors import SandboxError, SandboxUnavailable
 from sandbox.spec import ExperimentResult, ExperimentSpec
+
+PRIVATE_CACHE = "compile-cache"
+"""A training step's copy of the compile cache, in its run folder (removed after the run)."""
 
 
 class DockerBackend(SandboxBackend):
@@ -20,8 +37,12 @@ class DockerBackend(SandboxBackend):
 
     def __init__(self, *, image: str = OFFLINE_TAG, client: Any = None) -> None:
         self.image = image
+        """The configured image; `image_for` swaps the offline one for CUDA with GPUs."""
         self._client = client
-        self._ready = False
+        self._ensured: dict[str, str] = {}  # tag -> image id
+        self._active: str | None = None
+        self._trusted = False
+        self._host: Host | None = None
         self._live: set[str] = set()
         self._removals: list[threading.Thread] = []
 
@@ -31,18 +52,44 @@ class DockerBackend(SandboxBackend):
             self._client = prereqs.connect()
         return self._client
 
+    @property
+    def active_image(self) -> str:
+        """The image the current experiment's steps run in."""
+        return self._active or self.image
+
     def setup(self) -> None:
-        if not self._ready:
-            self.image = ensure_image(self.client, self.image, log=lambda _: None)
-            self._ready = True
+        tag = self.active_image
+        if tag not in self._ensured:
+            ensure_image(self.client, tag, log=lambda _: None)
+            self._ensured[tag] = str(self.client.images.get(tag).id)
 
     def run(self, spec: ExperimentSpec) -> ExperimentResult:
+        self._active = image_for(self.image, spec.gpus)
+        self._trusted = bool(spec.gpus) and _users_own_trainer(spec)
         try:
-            return super().run(spec)
+            result = super().run(spec)
+            private = result.run_dir / PRIVATE_CACHE if result.run_dir else None
+            if private is not None and private.is_dir():
+                if self._trusted and result.status == "ok":
+                    promote_compile_cache(private, self._shared_cache())
+                shutil.rmtree(private, ignore_errors=True)
+            return result
         finally:
             # Removing the training container overlapped the evaluation; wait for the
             # rest so no exited container outlives the experiment.
             self._join_removals()
+
+    def _shared_cache(self) -> Path:
+        return compile_cache_dir(self._ensured.get(self.active_image, self.active_image))
+
+    def _private_cache(self, step: StepSpec) -> Path | None:
+        """A GPU training step's private copy of the compile cache, made now."""
+        if step.name != "train" or not step.gpus:
+            return None
+        private = step.log_path.parent / PRIVATE_CACHE
+        shutil.rmtree(private, ignore_errors=True)
+        seed_compile_cache(self._shared_cache(), private)
+        return private
 
     def _join_removals(self) -> None:
         for thread in self._removals:
@@ -57,7 +104,11 @@ class DockerBackend(SandboxBackend):
 
     def create(self, step: StepSpec) -> Any:
         """Create (not start) the step's container; callers inspect or start it."""
-        container = self.client.containers.create(**container_kwargs(step, self.image))
+        if step.gpus and self._host is None:
+            self._host = Host.of_engine(self.client)
+        kwargs = container_kwargs(step, self.active_image, host=self._host,
+                                  compile_cache=self._private_cache(step))
+        container = self.client.containers.create(**kwargs)
         self._live.add(container.id)
         return container
 
@@ -166,3 +217,18 @@ def _remove(client: Any, cid: str) -> None:
         client.api.remove_container(cid, force=True)
     except docker.errors.NotFound:
         pass
+
+
+def _users_own_trainer(spec: ExperimentSpec) -> bool:
+    """No patch, and the editable files are the workspace's own: code the user wrote."""
+    from sandbox.staging import code_files
+
+    if spec.patch:
+        return False
+    root = spec.config.root.resolve()
+    base = (spec.base_dir or root).resolve()
+    if base == root:
+        return True
+    ours, theirs = code_files(spec.config, root)[0], code_files(spec.config, base)[0]
+    return sorted(ours) == sorted(theirs) and all(
+        (root / rel).read_bytes() == (base / rel).read_bytes() for rel in ours)

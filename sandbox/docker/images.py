@@ -210,8 +210,15 @@ def build_cuda(client: Any, *, force: bool = False, log: Log = print) -> str:
     if not force and image_label(client, CUDA_TAG) == inputs:
         log(f"{CUDA_TAG} is up to date ({INPUTS_LABEL}={inputs})")
         return CUDA_TAG
-    _build(client, IMAGES_DIR, "Dockerfile.cuda", CUDA_TAG, {}, inputs, network=None)
-    log(f"built {CUDA_TAG}")
+    started = time.monotonic()
+    log(f"building {CUDA_TAG} from {IMAGES_DIR / 'Dockerfile.cuda'} (pulls its base once)")
+    try:
+        _build(client, IMAGES_DIR, "Dockerfile.cuda", CUDA_TAG, {}, inputs, network=None)
+    except SandboxError as e:
+        raise SandboxUnavailable(
+            f"{e} (the CUDA image needs its base from a registry once: build it with "
+            f"'labwarden sandbox build --recipe cuda' where one is reachable)") from None
+    log(f"built {CUDA_TAG} in {time.monotonic() - started:.0f} s")
     return CUDA_TAG
 
 
@@ -247,9 +254,11 @@ def _build(
 
 
 def ensure_image(client: Any, tag: str, log: Log = print) -> str:
-    """The image to run steps in: built now if missing or stale (offline recipe)."""
+    """The image to run steps in: built now if missing or stale (our two recipes)."""
     if tag == OFFLINE_TAG:
         return build_offline(client, log=log)
+    if tag == CUDA_TAG:
+        return build_cuda(client, log=log)
     if image_label(client, tag) is None:
         import docker
 
@@ -261,3 +270,110 @@ def ensure_image(client: Any, tag: str, log: Log = print) -> str:
                 f"('labwarden sandbox build') or set [sandbox] image."
             ) from None
     return tag
+
+
+def image_for(configured: str, gpus: str | list[int] | None) -> str:
+    """The image a step runs in: with GPUs requested, the CUDA image in place of the offline
+    one (its torch is a CPU build); an image named in `[sandbox] image` is kept."""
+    if gpus and configured == OFFLINE_TAG:
+        return CUDA_TAG
+    return configured
+
+
+# ---- per-image compile cache ---------------------------------------------------------------
+#
+# torch.compile's kernels (inductor and Triton caches) are kept between experiments, so a
+# GPU step does not spend its budget recompiling what an earlier run compiled. It must not
+# become a channel between experiments for anything else (weights trained in one run,
+# read by the next), so:
+# - it is keyed by the image's id: another torch or Triton never reads it;
+# - a training step never sees the shared cache itself, only a private copy in its run
+#   folder, whose files are read-only hard links (or copies); what a step writes there
+#   dies with its run. The evaluation step gets no cache at all;
+# - only a run of the workspace's own trainer (no patch, editable files as in the
+#   workspace: code the user wrote, never an agent's) that ended "ok" adds to the shared
+#   cache: new regular files only, under the two cache folders, none replaced, each and
+#   all of them capped in size.
+
+COMPILE_CACHE_MOUNT = "cache"
+"""Mount target (under the sandbox root) of a training step's private compile cache."""
+COMPILE_CACHE_ENV = {
+    "TORCHINDUCTOR_CACHE_DIR": "{root}/cache/inductor",
+    "TRITON_CACHE_DIR": "{root}/cache/triton",
+}
+CACHE_FOLDERS = ("inductor", "triton")
+CACHE_FILE_MAX_MB = 256
+CACHE_TOTAL_MAX_MB = 4096
+
+
+def compile_cache_dir(image_id: str) -> Path:
+    """The shared compile cache of the image with id `image_id` ("sha256:...")."""
+    key = re.sub(r"[^0-9a-f]", "", image_id.split(":")[-1])[:16] or "unknown"
+    return cache_dir() / "compile" / key
+
+
+def seed_compile_cache(shared: Path, private: Path) -> int:
+    """Fill `private` (a step's cache folder) from `shared`; returns the files given.
+
+    Files are hard links where the file systems allow (copies otherwise) with mode 0444:
+    the step's user (65534) can add and replace names in its own folders but cannot
+    write to a shared file's content."""
+    count = 0
+    for name in CACHE_FOLDERS:
+        (private / name).mkdir(parents=True, exist_ok=True)
+    for src in _cache_files(shared):
+        rel = src.relative_to(shared)
+        dst = private / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+            dst.chmod(0o444)
+        count += 1
+    for folder in [private, *(p for p in private.rglob("*") if p.is_dir())]:
+        folder.chmod(0o777)  # the step runs as 65534
+    return count
+
+
+def promote_compile_cache(private: Path, shared: Path) -> int:
+    """Add the new kernel files of a trusted run's `private` cache to `shared`; returns
+    how many were added. Never replaces a file, follows no link, stays under the caps."""
+    total = sum(p.stat().st_size for p in _cache_files(shared))
+    added = 0
+    for src in _cache_files(private):
+        rel = src.relative_to(private)
+        dst = shared / rel
+        size = src.stat().st_size
+        if dst.exists() or size > CACHE_FILE_MAX_MB * 2**20:
+            continue
+        if total + size > CACHE_TOTAL_MAX_MB * 2**20:
+            break
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        partial = dst.with_name(f".{dst.name}.partial")
+        shutil.copyfile(src, partial)
+        partial.chmod(0o444)
+        os.replace(partial, dst)
+        total += size
+        added += 1
+    return added
+
+
+def _cache_files(root: Path) -> list[Path]:
+    """Regular files under root's cache folders: no links, no lock or temporary files."""
+    found = []
+    for name in CACHE_FOLDERS:
+        top = root / name
+        if top.is_symlink() or not top.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):  # does not follow links
+            dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
+            for f in filenames:
+                path = Path(dirpath, f)
+                if f.startswith(".") or f.endswith((".lock", ".tmp", ".partial")) or \
+                        "tmp" in f.split(".")[0]:
+                    continue
+                if path.is_symlink() or not path.is_file():
+                    continue
+                found.append(path)
+    return sorted(found)

@@ -124,7 +124,7 @@ def _list(store: Any, config: Any, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     print(f"{'ID':>6}  {'TIME (UTC)':<19}  {'VERDICT':<7}  {'ROLE':<9}  {'EXPERIMENT':<14}  "
-          f"{'RULES':<24}  {'FILE':<22}  REASON")
+          f"{'RULES':<24}  {'FILE':<28}  REASON")
     for e in entries:
         blocking = [f for f in e.findings if f.severity == "block"] or e.findings
         rules = ",".join(sorted({f.rule_id for f in blocking})) or "-"
@@ -135,12 +135,16 @@ def _list(store: Any, config: Any, args: argparse.Namespace) -> int:
         reason = _first_line(first.message) if first is not None else "-"
         print(f"{e.id:>6}  {e.created_at[:19].replace('T', ' '):<19}  {e.verdict:<7}  "
               f"{_cell(e.meta.agent_role or '-', 9)}  {_cell(e.meta.experiment_id or '-', 14)}  "
-              f"{_cell(rules, 24)}  {_cell(where, 22)}  {reason}")
+              f"{_cell(rules, 24)}  {_cell(where, 28, keep_end=True)}  {reason}")
     return 0
 
 
-def _cell(text: str, width: int) -> str:
-    return (text if len(text) <= width else text[: width - 1] + "~").ljust(width)
+def _cell(text: str, width: int, *, keep_end: bool = False) -> str:
+    """`text` in a column of `width`, cut with `~` (at the start for paths: the file name
+    and line are the useful end)."""
+    if len(text) > width:
+        text = "~" + text[-(width - 1):] if keep_end else text[: width - 1] + "~"
+    return text.ljust(width)
 
 
 def _first_line(text: str) -> str:

@@ -79,7 +79,8 @@ def check_database_file(path: Path, what: str) -> None:
         raise InputError(f"{what} {path} is empty (0 bytes): truncated, or never written; "
                          "move it aside to start a new one.")
     if head != SQLITE_MAGIC:
-        raise InputError(f"{what} {path} is not an SQLite database (corrupt or overwritten); "
+        raise InputError(f"{what} {path} is not a readable SQLite database (corrupt or "
+                         "overwritten); "
                          "move it aside to start a new one.")
 
 

@@ -19,7 +19,6 @@ else at the top level is an unknown table.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from dataclasses import MISSING, fields, is_dataclass
@@ -215,6 +214,8 @@ def _plural(kind: Any) -> str:
 
 
 def _suggest(key: str, known: list[str] | tuple[str, ...]) -> str:
+    import difflib  # only on an error: the check path stays light
+
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     if not close:
         # a key that is a prefix or an extension of a known one (time_budget/time_budget_s)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 from collections import OrderedDict
 
+from guards.bindings import bindings
 from guards.pyast import PyModule
 from guards.rules._match import first_match
 
@@ -186,6 +187,8 @@ class _Walker:
 
     def stmt(self, node: ast.stmt, sc: Scope, cls: str | None, inside: bool, looping: bool,
              state: dict[str, bool]) -> None:
+        if state["after"] and self.export_names:
+            self.rebinds(node, sc, inside)
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for d in node.decorator_list:
                 self.expr(d, sc, inside, looping, state)
@@ -251,6 +254,20 @@ class _Walker:
                             self.any(c, sc, cls, inside, looping, state)
             elif isinstance(child, ast.AST):
                 self.any(child, sc, cls, inside, looping, state)
+
+    def rebinds(self, node: ast.stmt, sc: Scope, inside: bool) -> None:
+        """After the loop, every binding of the exported model's names counts (`:=`, `del`,
+        `except ... as`, `case`, `global`, `import ... as`, `def`), not only `=` and `for`,
+        which `target` judges with what they iterate."""
+        plain = isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.For |
+                           ast.AsyncFor | ast.With | ast.AsyncWith)
+        for name, where in bindings(node):
+            if (not plain or isinstance(where, ast.NamedExpr)) and name in self.export_names:
+                self.fact(sc, "after", f"rebinds {name}", where, inside)
+        if isinstance(node, ast.Delete):
+            for t in node.targets:
+                if not isinstance(t, ast.Name) and names_in(t) & self.export_names:
+                    self.fact(sc, "after", "deletes from the model", t, inside)
 
     def any(self, node: ast.AST, sc: Scope, cls: str | None, inside: bool, looping: bool,
             state: dict[str, bool]) -> None:
@@ -348,6 +365,13 @@ class _Walker:
             if isinstance(n, ast.Lambda):
                 self.lam(n, sc, inside, loop_here, state, None)
                 continue
+            if isinstance(n, ast.GeneratorExp):
+                # lazy like a lambda: its body runs where it is advanced, not where it is
+                child = self.scope(None, "lambda", n, None, True)
+                self.fact(sc, "value", "<generator>", n, inside)
+                for part in ast.iter_child_nodes(n):
+                    self.expr(part, child, False, True, {"after": False})
+                continue
             comp = isinstance(n, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp)
             if isinstance(n, ast.Call):
                 self.call(n, sc, inside, loop_here, state)
@@ -365,8 +389,8 @@ class _Walker:
                 called = isinstance(parent, ast.Call) and parent.func is n
                 if not called and n.attr in EFFECT_ATTRS:
                     self.fact(sc, "effect-value", f"takes .{n.attr} as a value", n, inside)
-                elif not called and isinstance(n.value, ast.Name) and n.value.id in (
-                        "self", "cls") and n.attr in self.defs:
+                elif not called and n.attr in self.defs:
+                    # a bound method kept as a value (`fn = trainer.refine`), any object's
                     self.fact(sc, "value", n.attr, n, inside)
             for child in ast.iter_child_nodes(n):
                 parents[id(child)] = n

@@ -14,6 +14,7 @@ import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+from guards.bindings import bindings, bound_names
 from guards.context import CheckContext, FileState, Hit, shift
 from guards.findings import Finding
 from guards.patch import Patch
@@ -418,8 +419,16 @@ class BudgetRule(Rule):
                         sm.writes.append((frozenset({n.target.id}), (mod, n), None))
                 continue
             if isinstance(stmt, _COMPOUND):
+                # `for t in ...`, `with ... as t`, `except E as t`, `case t`, a walrus in a
+                # header, `def`/`class`: bindings too, judged like any other write
+                own = bindings(stmt)
+                if own:
+                    values = frozenset().union(*(_value_names(e, skip) for e in _headers(stmt)))
+                    for n, node in own:
+                        sm.assigns.append((frozenset({n}), values, None))
+                        sm.writes.append((frozenset({n}), (mod, node), None))
                 continue
-            binds = _bound(stmt)
+            binds = bound_names(stmt)
             reads_env = bool(strings_by_stmt.get(id(stmt), set()) & env_names)
             imported = frozenset(a.asname or a.name for a in getattr(stmt, "names", [])
                                  if isinstance(stmt, ast.ImportFrom) and a.name in const_names)
@@ -451,29 +460,18 @@ class BudgetRule(Rule):
         return sm
 
 
-def _bound(stmt: ast.AST) -> set[str]:
-    targets: list[ast.AST] = []
-    if isinstance(stmt, ast.Assign):
-        targets = list(stmt.targets)
-    elif isinstance(stmt, ast.AugAssign | ast.AnnAssign):
-        targets = [stmt.target]
-    elif isinstance(stmt, ast.Delete):
-        targets = list(stmt.targets)
-    names: set[str] = set()
-    todo = list(targets)
-    while todo:  # what a target writes: names, attributes, a subscripted name (not its index)
-        t = todo.pop()
-        if isinstance(t, ast.Name):
-            names.add(t.id)
-        elif isinstance(t, ast.Tuple | ast.List):
-            todo.extend(t.elts)
-        elif isinstance(t, ast.Starred):
-            todo.append(t.value)
-        elif isinstance(t, ast.Attribute):
-            names.add(t.attr)
-        elif isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name | ast.Attribute):
-            todo.append(t.value)
-    return names
+def _headers(stmt: ast.stmt) -> list[ast.AST]:
+    """The expressions a compound statement evaluates itself (not its body)."""
+    out: list[ast.AST] = []
+    if isinstance(stmt, ast.For | ast.AsyncFor):
+        out.append(stmt.iter)
+    elif isinstance(stmt, ast.With | ast.AsyncWith):
+        out.extend(i.context_expr for i in stmt.items)
+    elif isinstance(stmt, ast.Match):
+        out.append(stmt.subject)
+    elif isinstance(stmt, ast.If):
+        out.append(stmt.test)
+    return out
 
 
 _COMPOUND = (ast.If, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Try,

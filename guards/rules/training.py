@@ -97,8 +97,23 @@ def verdicts(flow: FileFlow, budget: frozenset[str]) -> list[Hit]:
     owners = {sc.name for sc in scopes if sc.budget_loops and sc.name}
     out: list[Hit] = []
     for sc in scopes:
-        exempt = bool(sc.name) and sc.name in inside_only and sc.kind != "module"
+        # A generator's body runs wherever it is advanced (after the loop too), so where
+        # it is called says nothing: a generator that trains is never exempt.
+        generator = sc.kind == "def" and is_generator(sc.node)
+        exempt = bool(sc.name) and sc.name in inside_only and sc.kind != "module" and (
+            not generator)
         for f in sc.facts:
+            if f.kind == "value":
+                lam = by_node.get(id(f.node)) if f.what in ("<lambda>", "<generator>") else None
+                if f.what in trains or f.what in owners or (
+                        lam is not None and id(lam.node) in anonymous):
+                    # An escape is blocked wherever it happens, inside the loop included:
+                    # once returned, stored, yielded or passed, the function object can be
+                    # called anywhere and no rule follows it there.
+                    out.append(_hit(f, f"hands out {f.what}, which trains, as a value (returned, "
+                                    "stored, passed, a hook or a partial): it could run outside "
+                                    "the loop.", "value", word, flow.offsets))
+                continue
             if f.kind == "loop":
                 out.append(_hit(f, "a budget loop: a patch may not add another one (a second "
                                 "training phase).", "loop", word, flow.offsets))
@@ -113,19 +128,16 @@ def verdicts(flow: FileFlow, budget: frozenset[str]) -> list[Hit]:
                                 word, flow.offsets))
             elif f.inside or exempt:
                 continue
+            elif f.kind == "effect" and generator:
+                out.append(_hit(f, f"{f.what} in a generator: its body runs wherever it is "
+                                "advanced, after the loop too, so generators may not train.",
+                                "effect", word, flow.offsets))
             elif f.kind == "effect":
                 out.append(_hit(f, f"{f.what} outside the budget loop: training must happen "
                                 "inside the timed loop.", "effect", word, flow.offsets))
             elif f.kind == "call" and f.what in trains and f.what not in owners:
                 out.append(_hit(f, f"calls {f.what}(), which trains, outside the budget loop.",
                                 "call", word, flow.offsets))
-            elif f.kind == "value":
-                lam = by_node.get(id(f.node)) if f.what == "<lambda>" else None
-                if f.what in trains or f.what in owners or (
-                        lam is not None and id(lam.node) in anonymous):
-                    out.append(_hit(f, f"hands out {f.what}, which trains, as a value (a hook, "
-                                    "a callback, a decorator): it could run outside the loop.",
-                                    "value", word, flow.offsets))
     for name in owners:
         sites = calls.get(name, [])
         for _, f in sites[1:]:
@@ -136,6 +148,19 @@ def verdicts(flow: FileFlow, budget: frozenset[str]) -> list[Hit]:
                 out.append(_hit(f, f"calls {name}(), which runs the budget loop, inside a loop.",
                                 "owner-loop", word, flow.offsets))
     return out
+
+
+def is_generator(node: ast.AST) -> bool:
+    """Does this def's own body yield (nested defs and lambdas are their own scopes)?"""
+    todo = list(ast.iter_child_nodes(node))
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Yield | ast.YieldFrom):
+            return True
+        if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda |
+                          ast.ClassDef):
+            todo.extend(ast.iter_child_nodes(n))
+    return False
 
 
 class OutsideLoopRule(Rule):

@@ -117,10 +117,15 @@ class WorkspaceTable:
     name: str | None = None
     """Shown in reports; default: the folder's name."""
     editable: tuple[str, ...] = ()
+    """Globs agents may change, by guarded patch only (`**` spans folders)."""
     frozen: tuple[str, ...] = ()
+    """Globs nobody may change at research time (the guards block patches touching them)."""
     hidden: tuple[str, ...] = ()
+    """Globs never shown to agents nor mounted in the training step."""
     data_dir: str = ".labwarden/data"
+    """Where `labwarden prepare` writes data, tokenizer and seal, one folder per profile."""
     state_dir: str = ".labwarden"
+    """Where the audit trail, the ledger and the run folders live."""
 
 
 @dataclass(frozen=True)
@@ -128,11 +133,17 @@ class RunTable:
     """`[run]`: how an experiment trains and is scored."""
 
     train_command: tuple[str, ...] = ("python", "-m", "trainer.train")
+    """The training step, run in the sandbox."""
     eval_command: tuple[str, ...] = ("python", "-m", "eval_frozen.evaluate")
+    """The evaluation step, run in the sandbox on the exported model."""
     metric: str = "val_bpb"
+    """The score's name in the evaluator's metrics.json."""
     direction: Literal["minimize", "maximize"] = "minimize"
+    """Whether a lower or a higher score is better."""
     profile: str = "tiny"
+    """The data profile (`tiny`, `small`, `gpu`) used when a command gets no --profile."""
     time_budget_s: float | None = None
+    """Training wall-clock budget in seconds; none: the profile's."""
 
     def validate(self, where: str) -> None:
         for key in ("train_command", "eval_command"):

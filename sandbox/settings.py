@@ -47,16 +47,28 @@ class SandboxTable:
     """The `[sandbox]` table as written; None: the default (of `Limits`, the profile)."""
 
     memory_mb: int | None = field(default=None, metadata=_POS)
+    """Memory cap of a step in MiB; none: 8192."""
     pids: int | None = field(default=None, metadata=_POS)
+    """Process cap of a step; none: 512."""
     cpus: float | None = field(default=None, metadata=_POS)
+    """CPU cores (Docker); none: no cap."""
     shm_mb: int | None = field(default=None, metadata=_POS)
+    """Private /dev/shm in MiB; none: 1024."""
     tmpfs_mb: int | None = field(default=None, metadata=_POS)
+    """Scratch /tmp in MiB; none: 2048."""
     file_size_mb: int | None = field(default=None, metadata=_POS)
+    """Largest file a step may write, MiB (local rlimit); none: 4096."""
     startup_allowance_s: float | None = field(default=None, metadata=_POS)
+    """Seconds before the first read of training data (kill limit only); none: the
+    profile's."""
     export_allowance_s: float | None = field(default=None, metadata=_POS)
+    """Seconds the training window may run past the budget; none: the profile's."""
     eval_timeout_s: float | None = field(default=None, metadata=_POS)
+    """The evaluation step is killed after this long; none: 900."""
     image: str | None = None
+    """Docker image the steps run in; none: labwarden-sandbox:offline."""
     backend: Literal["docker", "local"] | None = None
+    """The sandbox; none: Docker when an engine answers, else local."""
     grace_s: float | None = None
     """Gone: kept as a key only to say what replaced it."""
 

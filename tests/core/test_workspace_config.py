@@ -68,7 +68,7 @@ def test_missing_config_names_the_folder(tmp_path: Path) -> None:
 
 
 def test_cli_maps_input_errors_to_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from agents.cli import main
+    from labwarden.cli import main
 
     assert main(["no-such-command"]) == 2
     assert main(["guards", "list", "--workspace", str(tmp_path / "nope")]) == 2

@@ -130,3 +130,17 @@ def statement_bindings(stmt: ast.stmt) -> list[Binding]:
 
 def bound_names(stmt: ast.stmt) -> set[str]:
     return {n for b in statement_bindings(stmt) for n in b.names}
+
+
+def bindings(stmt: ast.stmt) -> list[tuple[str, ast.AST]]:
+    """(name, where) for every binding `stmt` makes by itself; `where` is the `:=` node for
+    a walrus, else the statement (or the `except` handler)."""
+    out: list[tuple[str, ast.AST]] = []
+    for b in statement_bindings(stmt):
+        if b.how == "walrus":
+            continue
+        out.extend((n, b.node) for n in sorted(b.names))
+    for w in walrus(header_exprs(stmt)):
+        if isinstance(w.target, ast.Name):
+            out.append((w.target.id, w))
+    return out

@@ -171,3 +171,24 @@ def test_doctor_reports_the_configured_backend(tmp_path: Path) -> None:
     proc = lw(["sandbox", "doctor", "--workspace", str(ws)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0].startswith("backend: local  ([sandbox] backend)")
+
+
+def test_a_truncated_audit_trail_is_said_so(tmp_path: Path) -> None:
+    import os
+
+    from guards.audit import AuditStore
+    from guards.findings import Finding, GuardReport
+
+    ws = workspace(tmp_path / "ws")
+    (ws / ".labwarden").mkdir()
+    path = ws / ".labwarden" / "audit.sqlite"
+    with AuditStore(path) as store:
+        for _ in range(200):
+            store.record(GuardReport(findings=[Finding("paths.frozen", "block", "x", 1, "e",
+                                                       "m")]), "x" * 5000, str(ws))
+        store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.truncate(path, path.stat().st_size // 2)
+    for args in (["list"], ["show", "150"], ["export", "--jsonl"], ["replay"]):
+        proc = lw(["audit", *args, "--workspace", str(ws)], tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "corrupt or truncated" in proc.stderr

@@ -123,7 +123,7 @@ def _list(store: Any, config: Any, args: argparse.Namespace) -> int:
         print("no attempts match." if store.count() else "the audit trail is empty.",
               file=sys.stderr)
         return 0
-    print(f"{'ID':>6}  {'TIME (UTC)':<19}  {'VERDICT':<7}  {'ROLE':<9}  {'EXPERIMENT':<14}  "
+    print(f"{'ID':>6}  {'TIME (UTC)':<19}  {'VERDICT':<7}  {'ROLE':<9}  {'EXPERIMENT':<26}  "
           f"{'RULES':<24}  {'FILE':<28}  REASON")
     for e in entries:
         blocking = [f for f in e.findings if f.severity == "block"] or e.findings
@@ -134,7 +134,7 @@ def _list(store: Any, config: Any, args: argparse.Namespace) -> int:
             where = f"{first.file}:{first.line}" if first.line else first.file
         reason = _first_line(first.message) if first is not None else "-"
         print(f"{e.id:>6}  {e.created_at[:19].replace('T', ' '):<19}  {e.verdict:<7}  "
-              f"{_cell(e.meta.agent_role or '-', 9)}  {_cell(e.meta.experiment_id or '-', 14)}  "
+              f"{_cell(e.meta.agent_role or '-', 9)}  {_cell(e.meta.experiment_id or '-', 26)}  "
               f"{_cell(rules, 24)}  {_cell(where, 28, keep_end=True)}  {reason}")
     return 0
 

@@ -44,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
             if args.tsv:
                 text = to_tsv(tsv_rows(ledger, args.profile))
             else:
-                lines = [f"{'id':<10} {'status':<9} {'val_bpb':>8} {'margin':>8}  hypothesis"]
-                for r in ledger.experiments(profile=args.profile):
+                rows = ledger.experiments(profile=args.profile)
+                w = max([10, *(len(r["id"]) for r in rows)])
+                lines = [f"{'id':<{w}} {'status':<9} {'val_bpb':>8} {'margin':>8}  hypothesis"]
+                for r in rows:
                     val = "-" if r["val_bpb"] is None else f"{r['val_bpb']:.4f}"
                     margin = "-" if r["margin"] is None else f"{r['margin']:+.4f}"
-                    lines.append(f"{r['id']:<10} {r['status']:<9} {val:>8} {margin:>8}  "
+                    lines.append(f"{r['id']:<{w}} {r['status']:<9} {val:>8} {margin:>8}  "
                                  f"{one_line(r['hypothesis'], 70)}")
                 text = "\n".join(lines) + "\n"
         finally:

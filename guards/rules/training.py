@@ -17,9 +17,10 @@ import ast
 import re
 from collections import Counter, OrderedDict
 
+from guards.bindings import bound_names
 from guards.context import CheckContext, FileState, Hit
 from guards.findings import Finding
-from guards.flow import Fact, FileFlow, Scope, file_flow, relevant
+from guards.flow import Fact, FileFlow, Scope, file_flow, names_in, relevant
 from guards.patch import Patch
 from guards.pyast import header
 from guards.rules.base import Rule
@@ -46,7 +47,8 @@ def _hit(f: Fact, message: str, tag: str, budget_word: re.Pattern[str] | None,
                f.mod.line_text(line))
 
 
-def verdicts(flow: FileFlow, budget: frozenset[str]) -> list[Hit]:
+def verdicts(flow: FileFlow, budget: frozenset[str],
+             clock: frozenset[str] = frozenset()) -> list[Hit]:
     word = re.compile(r"\b(" + "|".join(map(re.escape, sorted(budget))) + r")\b") if (
         budget) else None
     scopes = flow.scopes
@@ -138,6 +140,7 @@ def verdicts(flow: FileFlow, budget: frozenset[str]) -> list[Hit]:
             elif f.kind == "call" and f.what in trains and f.what not in owners:
                 out.append(_hit(f, f"calls {f.what}(), which trains, outside the budget loop.",
                                 "call", word, flow.offsets))
+    out.extend(_loop_bounds(flow, trains, inside_only, budget | clock, word))
     for name in owners:
         sites = calls.get(name, [])
         for _, f in sites[1:]:
@@ -148,6 +151,186 @@ def verdicts(flow: FileFlow, budget: frozenset[str]) -> list[Hit]:
                 out.append(_hit(f, f"calls {name}(), which runs the budget loop, inside a loop.",
                                 "owner-loop", word, flow.offsets))
     return out
+
+
+# Calls a training loop's header may make: they compute a count from what they are given.
+_BOUND_CALLS = frozenset({"range", "len", "int", "min", "max", "abs", "round", "zip",
+                          "enumerate", "reversed", "chunk", "split", "unbind"})
+_LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp)
+
+
+def _header_parts(loop: ast.AST) -> list[ast.AST]:
+    if isinstance(loop, ast.For | ast.AsyncFor):
+        return [loop.iter]
+    if isinstance(loop, ast.While):
+        return [loop.test]
+    return [x for g in loop.generators for x in (g.iter, *g.ifs)]  # type: ignore[attr-defined]
+
+
+def _bound_in(node: ast.AST) -> set[str]:
+    """Every name a block binds anywhere inside it (its parameters too, for a def)."""
+    out: set[str] = set()
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+        a = node.args
+        out |= {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
+        out |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
+    for n in ast.walk(node):
+        if isinstance(n, ast.stmt):
+            out |= bound_names(n)
+    return out
+
+
+def _tainted(block: ast.AST, seeds: set[str]) -> set[str]:
+    """The seeds and every name the block computes from them (`final = elapsed > ...`)."""
+    names = set(seeds)
+    for _ in range(4):
+        grew = False
+        for n in ast.walk(block):
+            if isinstance(n, ast.stmt) and not isinstance(n, ast.FunctionDef |
+                                                            ast.AsyncFunctionDef):
+                reads = set()
+                for e in ast.iter_child_nodes(n):
+                    if isinstance(e, ast.expr):
+                        reads |= names_in(e)
+                if reads & names:
+                    new = bound_names(n) - names
+                    if new:
+                        names |= new
+                        grew = True
+            elif isinstance(n, ast.NamedExpr) and names_in(n.value) & names and (
+                    n.target.id not in names):
+                names.add(n.target.id)
+                grew = True
+        if not grew:
+            break
+    return names
+
+
+def _loop_bounds(flow: FileFlow, trains: set[str], inside_only: set[str],
+                 clocks: frozenset[str], word: re.Pattern[str] | None) -> list[Hit]:
+    """A pass of the budget loop may not train an unbounded or clock-chosen number of steps.
+
+    By construction: a loop that trains inside the budget loop (a nested `for`, a
+    comprehension) has a trip count fixed before the budget loop starts (its header reads
+    no name the budget loop binds, nor the clock or budget, and calls only counting
+    builtins); a nested `while` that trains is refused (its count is data); and neither a
+    nested training loop nor a call of a helper that loops over training may sit under a
+    condition computed from the clock ("if this is the last pass"). Helpers that train,
+    called from the loop, loop only a number of times fixed in the file (not a parameter
+    or a local). Training by plain statements under a clock condition (a batch-size or
+    schedule switch) stays allowed: one pass, one step."""
+    out: list[Hit] = []
+    loops_over_training: set[str] = set()
+    budget_nodes: dict[int, ast.AST] = {}
+    for sc in flow.scopes:
+        for f in sc.facts:
+            if f.kind == "loop":
+                node = f.mod.parents.get(f.node, f.node) if not isinstance(
+                    f.node, ast.For | ast.AsyncFor | ast.While) else f.node
+                budget_nodes[id(node)] = node
+
+    def training(f: Fact) -> bool:
+        return f.kind == "effect" or (f.kind == "call" and f.what in trains)
+
+    def chain(f: Fact, stop: ast.AST) -> tuple[list[ast.AST], ast.AST | None]:
+        """Ancestors of a fact up to its scope: (blocks between, the budget loop or None)."""
+        between: list[ast.AST] = []
+        cur = f.mod.parents.get(f.node)
+        while cur is not None and cur is not stop:
+            if id(cur) in budget_nodes:
+                return between, cur
+            between.append(cur)
+            cur = f.mod.parents.get(cur)
+        return between, None
+
+    for sc in flow.scopes:
+        for f in sc.facts:
+            if training(f) and sc.name and any(isinstance(b, _LOOPS) for b in chain(
+                    f, sc.node)[0]):
+                loops_over_training.add(sc.name)
+    cache: dict[int, tuple[set[str], set[str]]] = {}
+    counted: dict[str, set[str]] = {}
+    sites: list[tuple[Scope, Fact]] = []
+    for sc in flow.scopes:
+        exempt = bool(sc.name) and sc.name in inside_only and sc.kind == "def"
+        sites.extend((sc, f) for f in sc.facts if f.kind == "call")
+        for f in sc.facts:
+            if not training(f):
+                continue
+            between, loop = chain(f, sc.node)
+            if loop is None and not exempt:
+                continue
+            block = loop if loop is not None else sc.node
+            if id(block) not in cache:
+                bound = _bound_in(block)
+                cache[id(block)] = (bound | set(clocks), _tainted(block, set(clocks)))
+            variant, tainted = cache[id(block)]
+            loops = [b for b in between if isinstance(b, _LOOPS)]
+            for b in loops:
+                why = None
+                if isinstance(b, ast.While):
+                    why = "a while loop that trains inside the budget loop (its count is data)"
+                else:
+                    parts = _header_parts(b)
+                    used = set().union(*(names_in(x) for x in parts)) & variant
+                    calls = {c.func.id if isinstance(c.func, ast.Name) else c.func.attr
+                             for x in parts for c in ast.walk(x) if isinstance(c, ast.Call)
+                             and isinstance(c.func, ast.Name | ast.Attribute)}
+                    odd = calls - _BOUND_CALLS
+                    params = _params(sc.node) if loop is None else set()
+                    if used and used <= params:
+                        # a helper's count from its caller: judged at the call sites
+                        counted.setdefault(sc.name or "", set()).update(used)
+                    elif used:
+                        why = (f"a training loop whose count reads {', '.join(sorted(used))}, "
+                               "which changes while training runs")
+                    elif odd:
+                        why = (f"a training loop whose count calls {', '.join(sorted(odd))}() "
+                               "(only range, len, min, max, zip and the like)")
+                if why:
+                    out.append(_hit(Fact("effect", "bound", b, f.mod, True), f"{why}: a pass "
+                                    "of the budget loop must train a number of steps fixed "
+                                    "before it starts.", "bound", word, flow.offsets))
+            if loop is None or not (loops or (f.kind == "call" and f.what in
+                                              loops_over_training)):
+                continue
+            for b in between:
+                test = getattr(b, "test", None)
+                if isinstance(b, ast.If | ast.IfExp | ast.While) and test is not None and (
+                        names_in(test) & tainted):
+                    out.append(_hit(Fact("effect", "clock-gate", test, f.mod, True),
+                                    "a training loop under a condition on the clock (the last "
+                                    "pass, say): a pass may not train more steps because of "
+                                    "the time.", "clock-gate", word, flow.offsets))
+                    break
+    for sc, f in sites:  # arguments a helper counts its training loop with
+        wanted = counted.get(f.what)
+        if not wanted or not isinstance(f.node, ast.Call):
+            continue
+        between, loop = chain(f, sc.node)
+        block = loop if loop is not None else sc.node
+        variant = _bound_in(block) | set(clocks)
+        orders = [d.node for d in flow.defs.get(f.what, []) if isinstance(
+            d.node, ast.FunctionDef | ast.AsyncFunctionDef)]
+        for d in orders:
+            names = [x.arg for x in (*d.args.posonlyargs, *d.args.args)]
+            given = dict(zip(names, f.node.args, strict=False))
+            given.update({k.arg: k.value for k in f.node.keywords if k.arg})
+            used = {x for p_, a in given.items() if p_ in wanted for x in names_in(a)}
+            if used & variant:
+                out.append(_hit(f, f"passes {', '.join(sorted(used & variant))} as the count of "
+                                f"{f.what}()'s training loop: a pass of the budget loop must "
+                                "train a number of steps fixed before it starts.", "bound",
+                                word, flow.offsets))
+                break
+    return out
+
+
+def _params(node: ast.AST) -> set[str]:
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return set()
+    a = node.args
+    return {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
 
 
 def is_generator(node: ast.AST) -> bool:
@@ -202,15 +385,16 @@ class OutsideLoopRule(Rule):
         analysis = state.analysis(which)
         if analysis is None:
             return []
-        budget = BudgetRule().facts(state, which, ctx).budget
+        facts = BudgetRule().facts(state, which, ctx)
+        budget, clock = facts.budget, facts.clock
         s = ctx.settings
-        key = (state.path, analysis.source, budget, ctx.fingerprint)
+        key = (state.path, analysis.source, budget, clock, ctx.fingerprint)
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
         exports = (*s.protected_functions, *s.protected_calls)
         flow = file_flow(analysis.modules, budget, s.data_calls, exports)
-        hits = _CACHE[key] = verdicts(flow, budget)
+        hits = _CACHE[key] = verdicts(flow, budget, clock)
         if len(_CACHE) > 256:
             _CACHE.popitem(last=False)
         return hits

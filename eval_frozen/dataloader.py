@@ -9,10 +9,11 @@ sandbox). Everything else in eval_frozen is private to the evaluator and prepare
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eval_frozen import tokenizer as _tokenizer
 from eval_frozen.errors import EvalInputError
@@ -101,6 +102,20 @@ def _cpu_batches(data_dir: Path, batch_size: int, seq_len: int,
 
 
 _DONE = object()
+_PRODUCERS: list[tuple[Any, Any]] = []  # (stop event, thread) of every live prefetch
+
+
+def _stop_producers() -> None:
+    """At exit, stop and join every prefetch thread while the interpreter still runs: a
+    daemon thread still inside native code (tokenizer, numpy, torch) when the process
+    finalizes can abort it ("terminate called without an active exception")."""
+    for stop, _ in _PRODUCERS:
+        stop.set()
+    for _, thread in _PRODUCERS:
+        thread.join(timeout=60)
+
+
+atexit.register(_stop_producers)
 
 
 def _prefetched(source: Iterator[tuple[torch.Tensor, int]],
@@ -129,6 +144,8 @@ def _prefetched(source: Iterator[tuple[torch.Tensor, int]],
             offer((_DONE, e))
 
     thread = threading.Thread(target=produce, name="train_batches", daemon=True)
+    _PRODUCERS[:] = [(e, t) for e, t in _PRODUCERS if t.is_alive()]
+    _PRODUCERS.append((stop, thread))
     thread.start()
     try:
         while True:

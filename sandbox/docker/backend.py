@@ -71,7 +71,7 @@ class DockerBackend(SandboxBackend):
             private = result.run_dir / PRIVATE_CACHE if result.run_dir else None
             if private is not None and private.is_dir():
                 if self._trusted and result.status == "ok":
-                    promote_compile_cache(private, self._shared_cache())
+                    promote_compile_cache(private, self.shared_compile_cache())
                 shutil.rmtree(private, ignore_errors=True)
             return result
         finally:
@@ -79,7 +79,8 @@ class DockerBackend(SandboxBackend):
             # rest so no exited container outlives the experiment.
             self._join_removals()
 
-    def _shared_cache(self) -> Path:
+    def shared_compile_cache(self) -> Path:
+        """The current image's shared compile cache (after `setup`)."""
         return compile_cache_dir(self._ensured.get(self.active_image, self.active_image))
 
     def _private_cache(self, step: StepSpec) -> Path | None:
@@ -88,7 +89,7 @@ class DockerBackend(SandboxBackend):
             return None
         private = step.log_path.parent / PRIVATE_CACHE
         shutil.rmtree(private, ignore_errors=True)
-        seed_compile_cache(self._shared_cache(), private)
+        seed_compile_cache(self.shared_compile_cache(), private)
         return private
 
     def _join_removals(self) -> None:

@@ -100,3 +100,28 @@ def test_errors_on_the_thread_reach_the_loop(tmp_path, mini_data):
         next(train_batches(tmp_path / "d", 100_000, 32))
     with pytest.raises(EvalInputError, match="no training shards"):
         next(train_batches(tmp_path / "nothing", 4, 32))
+
+
+def test_exit_stops_and_joins_the_thread(mini_data):
+    """What the atexit hook does: no prefetch thread is left inside native code when the
+    interpreter finalizes (a daemon thread there can abort the process)."""
+    before = set(_batch_threads())
+    it = train_batches(mini_data, 4, 32)
+    next(it)
+    (thread,) = set(_batch_threads()) - before
+    dataloader_module._stop_producers()
+    assert not thread.is_alive()
+    del it
+
+
+def test_a_process_exits_cleanly_with_the_thread_busy(mini_data):
+    import subprocess
+    import sys
+
+    code = ("import sys; from eval_frozen.dataloader import train_batches; "
+            f"it = train_batches({str(mini_data)!r}, 4, 32); next(it); sys.exit(0)")
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "terminate" not in done.stderr

@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	# compat mode: a plain path .pth instead of an import-hook finder, ~30 ms less per start.
-	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[test,ray]' --config-settings editable_mode=compat
 	# Bytecode up front: where PYTHONDONTWRITEBYTECODE is set, every start would recompile.
 	$(PY) -m compileall -q agents guards labwarden sandbox
 	touch $(STAMP)

@@ -89,9 +89,9 @@ class ResearchSession:
         from agents.llm import make_agent
         from guards.audit import AuditStore
         from labwarden.experiment import ExperimentService, setup_key
-        from sandbox import get_backend
+        from sandbox.select import backend_for
 
-        backend = get_backend(s.get("backend"))
+        backend = backend_for(config, s.get("backend"))
         tree = ResearchTree.open(config, agents_cfg.research_branch)
         script = Path(s["script"]).resolve() if s.get("script") else None
         agent = make_agent(

@@ -68,6 +68,44 @@ MODULE_ATTRS: dict[str, frozenset[str] | None] = {
                           "info", "warning", "debug", "error", "log"}),
 }
 
+# numpy: array construction and math. Its file and URL readers (fromregex, genfromtxt,
+# loadtxt, fromfile, load, DataSource, memmap), numpy.lib, numpy.ctypeslib and the
+# introspection helpers are not listed, so they are refused (extend with
+# `[guards] allowed_attributes = ["numpy.name"]`).
+NUMPY_MODULES: tuple[str, ...] = ("numpy", "numpy.random", "numpy.linalg", "numpy.fft")
+NUMPY_ATTRS = frozenset({
+    "array", "asarray", "ascontiguousarray", "frombuffer", "zeros", "ones", "empty", "full",
+    "zeros_like", "ones_like", "empty_like", "full_like", "arange", "linspace", "logspace",
+    "geomspace", "eye", "identity", "diag", "tri", "triu", "tril", "meshgrid", "concatenate",
+    "stack", "vstack", "hstack", "dstack", "column_stack", "split", "array_split", "reshape",
+    "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze", "broadcast_to",
+    "atleast_1d", "atleast_2d", "pad", "repeat", "tile", "roll", "flip", "where", "clip",
+    "sum", "prod", "mean", "average", "std", "var", "median", "percentile", "quantile", "min",
+    "max", "amin", "amax", "argmin", "argmax", "minimum", "maximum", "cumsum", "cumprod",
+    "diff", "sort", "argsort", "unique", "bincount", "histogram", "searchsorted", "interp",
+    "dot", "matmul", "outer", "inner", "einsum", "tensordot", "trace", "exp", "expm1", "log",
+    "log1p", "log2", "log10", "sqrt", "square", "power", "abs", "absolute", "sign", "floor",
+    "ceil", "round", "rint", "trunc", "sin", "cos", "tan", "tanh", "arctan", "arctan2",
+    "arcsin", "arccos", "sinh", "cosh", "hypot", "isfinite", "isnan", "isinf", "nan_to_num",
+    "nanmean", "nansum", "nanmax", "nanmin", "allclose", "isclose", "array_equal", "any",
+    "all", "count_nonzero", "nonzero", "argwhere", "logical_and", "logical_or", "logical_not",
+    "polyfit", "polyval", "convolve", "nan", "inf", "pi", "e", "newaxis", "ndarray", "dtype",
+    "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+    "uint32", "uint64", "bool_", "intp", "finfo", "iinfo", "errstate", "seterr",
+    "set_printoptions", "random", "linalg", "fft", "integer", "floating", "number",
+})
+# torch's file-backed constructors and storages (a file mapped as a tensor): refused.
+TORCH_FILE_ATTRS = frozenset({"from_file"})
+TORCH_UTILS_ATTRS = frozenset({"checkpoint"})
+"""torch.utils names training code may use (cmake_prefix_path and the like lead to the
+interpreter's files; data, cpp_extension and hooks are modules of their own)."""
+FILE_METHODS = frozenset({"tofile", "fromfile", "from_file", "fromregex", "genfromtxt",
+                          "loadtxt", "savetxt", "load_library", "memmap", "DataSource",
+                          "cmake_prefix_path", "ctypeslib"})
+"""Methods and attributes that read or write files by name on whatever object has them
+(`ndarray.tofile`, `UntypedStorage.from_file`): refused on any receiver, since the guards
+cannot know its type."""
+
 # Protected objects: usable only called (or read as a mapping, for the environment), never
 # bound, passed, stored, returned, put in containers or used as defaults and decorators.
 PROTECTED: tuple[str, ...] = (

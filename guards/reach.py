@@ -252,9 +252,21 @@ class _Scan:
             self.hit("attribute", node, f"{m} is not one of the torch modules training code may "
                      "use.", m)
             return
+        if m.split(".")[0] == "numpy" and m not in policy.NUMPY_MODULES:
+            self.hit("attribute", node, f"{m} is not one of the numpy modules training code may "
+                     f"use ({', '.join(policy.NUMPY_MODULES)}).", m)
+            return
         if not rest:
             return
         a = rest[0]
+        if (m == "numpy" and a not in policy.NUMPY_ATTRS and not a.isupper()) or (
+                m == "torch" and (a in policy.TORCH_FILE_ATTRS or a.endswith("Storage"))) or (
+                m == "torch.utils" and a not in policy.TORCH_UTILS_ATTRS):
+            self.hit("attribute", node, f"{m}.{a} is not one of the {m} names training code may "
+                     "use (array construction and math; file readers, storages, native "
+                     "libraries and paths into the interpreter are refused; a workspace may "
+                     "extend the list with [guards] allowed_attributes).", f"{m}.{a}")
+            return
         allowed = policy.MODULE_ATTRS.get(m, None)
         if m in policy.MODULE_ATTRS and allowed is not None and a not in allowed and (
                 not a.isupper()):
@@ -283,6 +295,12 @@ class _Scan:
         if isinstance(node.ctx, ast.Store | ast.Del) and self.mod.qual(node) is not None:
             q = self.mod.qual(node) or ""
             self.chain(q, node, "stored")
+        if attr in policy.FILE_METHODS and not listed(self.mod.qual(node) or attr,
+                                                       self.pol.allowed):
+            self.hit("attribute", node, f"touches .{attr}, which reads or writes files or "
+                     "native libraries by name (whatever the object): files go through the "
+                     "run's own folders with open/torch.save.", attr)
+            return
         if attr in policy.MODULE_INTERNALS or (attr.startswith("_") and "hook" in attr):
             self.hit("attribute", node, f"touches .{attr}, an nn.Module internal (hooks, the "
                      "call path).", attr)

@@ -25,6 +25,7 @@ from guards.rules.paths import (
 )
 from guards.rules.reach import RULES as REACH_RULES
 from guards.rules.seed import SeedFishingRule
+from guards.rules.strings import ComputedStringRule
 from guards.rules.timing import BudgetRule, SignalRule, TimerRule
 from guards.rules.training import OutsideLoopRule
 
@@ -34,6 +35,6 @@ RULES: list[type[Rule]] = [
     FrozenPathStringRule,
     TimerRule, SignalRule, BudgetRule, ValidationLeakRule, IntrospectionRule, GlobalsWriteRule,
     DynamicCodeRule, ComputedAttrRule, ProcessRule, NetworkRule, LoadRule, EnvRule,
-    MetricSpoofRule, SeedFishingRule, DependencyRule, *REACH_RULES,
+    MetricSpoofRule, ComputedStringRule, SeedFishingRule, DependencyRule, *REACH_RULES,
     OutsideLoopRule, *MODEL_RULES, FilesRule,
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import re
+from pathlib import Path
 
 from guards.context import CheckContext, Hit
 from guards.pyast import PyModule
@@ -22,14 +23,48 @@ _MOCKING = ("unittest.mock", "mock", "pytest.MonkeyPatch", "pytest.monkeypatch",
             "freezegun", "time_machine", "pyfakefs")
 
 
-def allowed(qual: str, s: GuardSettings) -> bool:
-    """May code read `qual`? Everything outside the frozen modules, and their public API."""
+_ALL: dict[str, frozenset[str] | None] = {}
+
+
+def declared_all(root: Path, module: str) -> frozenset[str] | None:
+    """The names a workspace module declares in `__all__` (None: it declares none).
+
+    Read from the file, never imported (the guards must not run the frozen tree)."""
+    key = f"{root}:{module}"
+    if key in _ALL:
+        return _ALL[key]
+    rel = Path(*module.split("."))
+    found: frozenset[str] | None = None
+    for path in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        m = re.search(r"^__all__\s*(?::[^=]*)?=\s*([\[(][^\])]*[\])])", text, re.MULTILINE)
+        if m:
+            try:
+                names = ast.literal_eval(m.group(1))
+                found = frozenset(n for n in names if isinstance(n, str))
+            except (ValueError, SyntaxError):
+                found = frozenset()  # an `__all__` we cannot read exports nothing
+        break
+    _ALL[key] = found
+    return found
+
+
+def allowed(qual: str, s: GuardSettings, root: Path | None = None) -> bool:
+    """May code read `qual`? Everything outside the frozen modules, and their public API:
+    of a public module that declares `__all__`, only the names it lists."""
     frozen = [m for m in s.frozen_modules if under(qual, m)]
     if not frozen:
         return True
     for api in s.public_api:
         if under(qual, api):
             rest = qual[len(api):].lstrip(".").split(".") if qual != api else []
+            if rest and root is not None:
+                names = declared_all(root, api)
+                if names is not None and rest[0] not in names:
+                    return False
             return not any(fnmatch.fnmatchcase(part, g) for part in rest
                            for g in s.protected_symbols)
     return False
@@ -55,20 +90,20 @@ class FrozenImportRule(AstRule):
         for node in mod.nodes:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 for name in _import_names(mod, node):
-                    if not allowed(name, s):
+                    if not allowed(name, s, ctx.root):
                         out.append(hit(mod, node, f"imports {name} from the frozen tree; only "
                                        f"{', '.join(s.public_api) or 'nothing'} is public.",
                                        "import", name))
         for ref in mod.refs:
             if isinstance(ref.node, ast.Import | ast.ImportFrom):
                 continue
-            if not allowed(ref.qual, s):
+            if not allowed(ref.qual, s, ctx.root):
                 out.append(hit(mod, ref.node, f"reads {ref.qual}, which is not the frozen "
                                "tree's public API.", "ref", ref.qual))
         dotted = [re.compile(rf"^{re.escape(m)}(\.\w+)*(:\w+)?$") for m in s.frozen_modules]
         for sv in mod.strings:
             v = sv.value.strip()
-            if any(rx.match(v) for rx in dotted) and not allowed(v.replace(":", "."), s):
+            if any(rx.match(v) for rx in dotted) and not allowed(v.replace(":", "."), s, ctx.root):
                 out.append(hit(mod, sv.node, f"names the frozen module path {v!r} in a string.",
                                "string", v))
         return out

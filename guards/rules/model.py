@@ -510,6 +510,7 @@ def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFuncti
             if not full and not (isinstance(idx, ast.Constant) and idx.value in (None, Ellipsis)):
                 report(n, f"forward indexes rows of its input {first}: every row must be "
                        "treated alike.", "rows")
+    out.extend(_mixing(mod, fn, nodes, parents, first if root else None))
     local = set(params) | {x.id for x in nodes if isinstance(x, ast.Name) and isinstance(
         x.ctx, ast.Store | ast.Del)} | {x.arg for x in nodes if isinstance(x, ast.arg)} | {
         x.name for x in nodes if isinstance(x, ast.FunctionDef | ast.AsyncFunctionDef
@@ -517,6 +518,120 @@ def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFuncti
     free = [(x.id, x) for x in nodes if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load)
             and x.id not in local and x.id not in ("self", "cls")]
     return out, callees, free
+
+
+# Ops that move data between positions: along the batch they mix rows (one row sees
+# another's tokens), flattened (no dims) they mix everything.
+_MOVE_OPS = frozenset({"roll", "flip", "gather", "index_select", "take_along_dim", "scatter",
+                       "scatter_add", "index_add", "index_copy", "take"})
+_TOKEN_USES = frozenset({"size", "shape", "device", "ndim", "dim"})
+_EMBEDDING_NAMES = ("wte", "tok_emb", "token_embedding", "tok_embeddings", "embed_tokens",
+                    "embed", "embedding", "emb", "value_embed", "wpe", "wte_")
+
+
+def _dims(call: ast.Call, name: str, method: bool) -> ast.AST | None | bool:
+    """The dims/dim argument of a move op (False: the op has none given)."""
+    kw = next((k.value for k in call.keywords if k.arg in ("dims", "dim", "axis")), None)
+    if kw is not None:
+        return kw
+    pos = {"roll": 2, "flip": 1, "gather": 1, "index_select": 1, "take_along_dim": 2,
+           "scatter": 1, "scatter_add": 1, "index_add": 1, "index_copy": 1}.get(name)
+    if pos is None:
+        return False
+    pos -= 1 if method else 0
+    return call.args[pos] if len(call.args) > pos else False
+
+
+def _has_zero(node: ast.AST) -> bool:
+    elts = node.elts if isinstance(node, ast.Tuple | ast.List) else [node]
+    return any(isinstance(e, ast.Constant) and e.value == 0 for e in elts)
+
+
+def _mixing(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, nodes: list[ast.AST],
+            parents: dict[int, ast.AST], tokens: str | None) -> list[Hit]:
+    """Rows mixed, attention made non-causal, tokens read other than by lookup.
+
+    By construction for what the AST says literally: a move op along dim 0 or with no
+    dims; an attention call without `is_causal=True` and without a mask; the token input
+    of a root forward used other than as an embedding's argument or for its size and
+    device. Computed dims, hand-written attention without a mask and arithmetic on
+    embeddings are left to the evaluator's probes (no false positives on honest models)."""
+    out: list[Hit] = []
+    embed_ok = False
+    for n in nodes:
+        if not isinstance(n, ast.Call):
+            continue
+        f = n.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(
+            f, ast.Name) else ""
+        q = mod.qual(f) or ""
+        method = isinstance(f, ast.Attribute) and not q.startswith("torch")
+        if name in _MOVE_OPS:
+            dims = _dims(n, name, method)
+            if (dims is False and name in ("roll", "take")) or (
+                    dims not in (None, False) and _has_zero(dims)):  # type: ignore[arg-type]
+                out.append(hit(mod, n, f"model code calls {name} along the batch dimension (or "
+                               "flattened): rows must not see each other's tokens.", "mix",
+                               fn.name))
+        elif name == "scaled_dot_product_attention":
+            causal = next((k.value for k in n.keywords if k.arg == "is_causal"), None)
+            masked = any(k.arg == "attn_mask" for k in n.keywords) or len(n.args) > 3
+            if not (isinstance(causal, ast.Constant) and causal.value is True) and not masked:
+                out.append(hit(mod, n, "attention without is_causal=True (and without a "
+                               "mask): a position may not attend to later tokens.", "causal",
+                               fn.name))
+    if tokens is None:
+        return out
+    uses = [n for n in nodes if isinstance(n, ast.Name) and n.id == tokens and isinstance(
+        n.ctx, ast.Load)]
+    for n in uses:  # is this the token input (looked up by an embedding somewhere)?
+        parent = parents.get(id(n))
+        if isinstance(parent, ast.Call) and n in parent.args and isinstance(
+                parent.func, ast.Attribute) and isinstance(parent.func.value, ast.Name) and (
+                parent.func.value.id == "self") and parent.func.attr.startswith(_EMBEDDING_NAMES):
+            embed_ok = True
+    if not embed_ok:
+        return out
+    for n in uses:
+        parent = parents.get(id(n))
+        if isinstance(parent, ast.Attribute) and parent.attr in _TOKEN_USES:
+            continue
+        if isinstance(parent, ast.Call) and n in parent.args and isinstance(
+                parent.func, ast.Attribute) and isinstance(parent.func.value, ast.Name) and (
+                parent.func.value.id == "self"):
+            continue
+        out.append(hit(mod, n, f"forward computes with the token ids {tokens} other than "
+                       "looking them up in an embedding (or reading their size and device): "
+                       "shifted, one-hot or counted tokens let a model see what it predicts.",
+                       "tokens", fn.name))
+    return out
+
+
+class TrainOnlyRule(AstRule):
+    """Modules whose training-mode output is nothing: dropout with p close to 1."""
+
+    id = "model.train_only"
+    description = ("Modules that behave differently in training and evaluation beyond honest "
+                   "regularisation: dropout with p >= 0.9 (nn.Dropout(1.0) zeroes a path in "
+                   "training that evaluation then sees).")
+
+    def scan(self, mod: PyModule, ctx: CheckContext) -> list[Hit]:
+        out = []
+        for n in mod.nodes:
+            if not isinstance(n, ast.Call):
+                continue
+            q = mod.qual(n.func) or ""
+            if not (q.startswith("torch.nn.") and "dropout" in q.rsplit(".", 1)[-1].lower()):
+                continue
+            p = n.args[1] if q.startswith("torch.nn.functional.") and len(n.args) > 1 else (
+                n.args[0] if not q.startswith("torch.nn.functional.") and n.args else None)
+            p = next((k.value for k in n.keywords if k.arg == "p"), p)
+            if isinstance(p, ast.Constant) and isinstance(p.value, int | float) and (
+                    p.value >= 0.9):
+                out.append(hit(mod, n, f"dropout with p={p.value}: it zeroes (nearly) "
+                               "everything while training and nothing in evaluation, so what "
+                               "passes through it is seen only by the evaluator.", "dropout"))
+        return out
 
 
 _DROPOUT_ARGS = frozenset({"dropout_p", "p", "dropout", "attn_dropout", "training"})
@@ -615,4 +730,4 @@ def _assigned(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
             cur, "target", None)]))
 
 
-RULES = [MonkeypatchRule, HookRule, TraceStateRule, ExportModeRule]
+RULES = [MonkeypatchRule, HookRule, TraceStateRule, ExportModeRule, TrainOnlyRule]

@@ -155,7 +155,7 @@ def verdicts(flow: FileFlow, budget: frozenset[str],
 
 # Calls a training loop's header may make: they compute a count from what they are given.
 _BOUND_CALLS = frozenset({"range", "len", "int", "min", "max", "abs", "round", "zip",
-                          "enumerate", "reversed", "chunk", "split", "unbind"})
+                          "enumerate", "reversed", "chunk"})
 _LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp)
 
 
@@ -165,6 +165,25 @@ def _header_parts(loop: ast.AST) -> list[ast.AST]:
     if isinstance(loop, ast.While):
         return [loop.test]
     return [x for g in loop.generators for x in (g.iter, *g.ifs)]  # type: ignore[attr-defined]
+
+
+def _count_names(expr: ast.AST) -> set[str]:
+    """Names a loop's trip count depends on: `x.chunk(k)` yields at most k pieces whatever
+    `x` is, so only `k` counts there."""
+    out: set[str] = set()
+    todo = [expr]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and (
+                n.func.attr == "chunk"):
+            todo.extend((*n.args, *(k.value for k in n.keywords)))
+            continue
+        if isinstance(n, ast.Name):
+            out.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            out.add(n.attr)
+        todo.extend(ast.iter_child_nodes(n))
+    return out
 
 
 def _bound_in(node: ast.AST) -> set[str]:
@@ -272,7 +291,7 @@ def _loop_bounds(flow: FileFlow, trains: set[str], inside_only: set[str],
                     why = "a while loop that trains inside the budget loop (its count is data)"
                 else:
                     parts = _header_parts(b)
-                    used = set().union(*(names_in(x) for x in parts)) & variant
+                    used = set().union(*(_count_names(x) for x in parts)) & variant
                     calls = {c.func.id if isinstance(c.func, ast.Name) else c.func.attr
                              for x in parts for c in ast.walk(x) if isinstance(c, ast.Call)
                              and isinstance(c.func, ast.Name | ast.Attribute)}

@@ -3,12 +3,12 @@
 The keep rule never keeps a patch whose only effect is a different seed (a lucky seed is
 noise, not research) or no effect at all (comments, whitespace). Deciding that from diff
 lines is fragile, so the patch is applied to a scratch copy of the touched files and the
-Python ASTs before and after are compared with every seed value blanked out.
+Python ASTs before and after are compared with every seed value blanked out, by the
+normaliser the guards' `seed.fishing` review uses too (`guards/seeds.py`).
 """
 
 from __future__ import annotations
 
-import ast
 import shutil
 import subprocess
 import tempfile
@@ -18,38 +18,14 @@ from typing import Literal
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
+from guards.seeds import normalise, plain
+
 Effect = Literal["none", "seed_only", "code"]
 
 
-class _BlankSeeds(ast.NodeTransformer):
-    """Replace every seed value with 0: `SEED = 7`, `torch.manual_seed(7)`, `seed=7`."""
-
-    def visit_Assign(self, node: ast.Assign) -> ast.AST:
-        if any(isinstance(t, ast.Name) and "seed" in t.id.lower() for t in node.targets):
-            node.value = ast.Constant(0)
-        return self.generic_visit(node)
-
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
-        if isinstance(node.target, ast.Name) and "seed" in node.target.id.lower() and node.value:
-            node.value = ast.Constant(0)
-        return self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        if "seed" in name.lower():
-            node.args = [ast.Constant(0) for _ in node.args]
-        for kw in node.keywords:
-            if kw.arg and "seed" in kw.arg.lower():
-                kw.value = ast.Constant(0)
-        return self.generic_visit(node)
-
-
 def _normal(source: str, blank_seeds: bool) -> str:
-    tree = ast.parse(source)
-    if blank_seeds:
-        tree = _BlankSeeds().visit(tree)
-    return ast.dump(tree, include_attributes=False)
+    # one seed normaliser for the keep rule and the guards' seed.fishing review
+    return normalise(source) if blank_seeds else plain(source)
 
 
 def classify_effect(diff: str, base_dir: Path) -> Effect:

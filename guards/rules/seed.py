@@ -7,39 +7,12 @@ handles that, and this rule tells the reviewer what it is looking at (severity r
 from __future__ import annotations
 
 import ast
-import re
 
 from guards.context import CheckContext
 from guards.findings import Finding
 from guards.patch import Patch
 from guards.rules.base import Rule
-
-_SEEDISH = re.compile(r"seed|rng|random_state|prngkey|generator", re.IGNORECASE)
-_SEED_CALLS = re.compile(r"(^|_)(manual_seed(_all)?|seed|set_seed|seed_everything|default_rng|"
-                         r"RandomState|PRNGKey|Generator)$")
-
-
-def _normalise(tree: ast.AST) -> str:
-    """ast.dump with every seed value replaced by a placeholder."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            fn = node.func
-            name = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(
-                fn, ast.Name) else ""
-            if _SEED_CALLS.search(name):
-                node.args = [ast.Constant("<seed>") for _ in node.args]
-                for k in node.keywords:
-                    k.value = ast.Constant("<seed>")
-            for k in node.keywords:
-                if k.arg and _SEEDISH.search(k.arg):
-                    k.value = ast.Constant("<seed>")
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names = [t.id if isinstance(t, ast.Name) else t.attr if isinstance(
-                t, ast.Attribute) else "" for t in targets]
-            if names and all(_SEEDISH.search(n) for n in names) and node.value is not None:
-                node.value = ast.Constant("<seed>")
-    return ast.dump(tree)
+from guards.seeds import SEEDISH, normalise
 
 
 class SeedFishingRule(Rule):
@@ -52,7 +25,7 @@ class SeedFishingRule(Rule):
         changed = [(f, ln) for f in patch.files for ln in f.added_lines() + f.removed_lines()]
         meaningful = [(f, ln) for f, ln in changed
                       if ln[1].strip() and not ln[1].strip().startswith("#")]
-        if not meaningful or not all(_SEEDISH.search(text) for _, (_, text) in meaningful):
+        if not meaningful or not all(SEEDISH.search(text) for _, (_, text) in meaningful):
             return []
         if any(f.status != "modified" for f in patch.files):
             return []
@@ -63,7 +36,7 @@ class SeedFishingRule(Rule):
                 return []
             if ast.dump(before.tree) == ast.dump(after.tree):
                 continue
-            if _normalise(ast.parse(before.source)) != _normalise(ast.parse(after.source)):
+            if normalise(before.source) != normalise(after.source):
                 return []
             if first_line is None:
                 added = state.change.added_lines()

@@ -15,7 +15,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from guards.bindings import bindings, bound_names
-from guards.context import CheckContext, FileState, Hit, shift
+from guards.context import CheckContext, FileState, Hit, _inert, shift
 from guards.findings import Finding
 from guards.patch import Patch
 from guards.pyast import CONTROL, PyModule, header
@@ -205,6 +205,8 @@ class BudgetRule(Rule):
         s = context.settings
         if not s.budget_env and not s.budget_names:
             return []
+        if self._constants_far_from_the_clock(context):
+            return []
         out = []
         for state in context.python_files():
             before = self._file_hits(state, "before", context)
@@ -224,6 +226,54 @@ class BudgetRule(Rule):
                     out.append(Finding(f.rule_id, f.severity, f.file, f.line,
                                        f"(removed) {h.evidence}"[:300], h.message))
         return out
+
+    def _constants_far_from_the_clock(self, ctx: CheckContext) -> bool:
+        """A patch that only changes literal constants (`LR = 0.03`) changes a budget fact
+        only if a changed name is (or can become) a budget or clock name: its own
+        assignment is then a write the rule compares. Tuner patches are mostly these, and
+        summarising the loop for them costs most of a check, so this asks the narrower
+        question first, in the rule's own terms: a constant reaches the clock only through
+        a loop or `if` condition, or through a statement whose value (as `_value_names`
+        reads it) uses it, followed to what that statement binds. Any of those, or a second
+        binding of the name, sends the patch the full way."""
+        if not ctx.only_constants_changed():
+            return False
+        budget_names = set(ctx.settings.budget_names)
+        for state in ctx.python_files():
+            analysis = state.analysis("after")
+            if analysis is None:
+                return False
+            names: set[str] = set()
+            for which in ("before", "after"):
+                for _, mod in state.changed_chunks(which):
+                    for stmt in mod.tree.body:
+                        names |= bound_names(stmt)
+            if names & budget_names:
+                return False
+            reached = set(names)
+            for _ in range(8):
+                grew = False
+                for _, mod in analysis.modules:
+                    if not mod.chunk.names & reached or _inert(mod):
+                        continue
+                    for node in mod.nodes:
+                        if not isinstance(node, ast.stmt):
+                            continue
+                        if isinstance(node, ast.While | ast.If) and _names(node.test) & reached:
+                            return False
+                        bound = bound_names(node)
+                        if bound & names:
+                            return False  # the constant is bound a second time
+                        if isinstance(node, _COMPOUND) or not bound:
+                            continue
+                        value = getattr(node, "value", None)
+                        if value is not None and _value_names(value, {}) & reached and (
+                                not bound <= reached):
+                            reached |= bound
+                            grew = True
+                if not grew:
+                    break
+        return True
 
     def facts(self, state: FileState, which: str, ctx: CheckContext) -> BudgetFacts:
         """The budget and clock names of one version (shared with other rules)."""

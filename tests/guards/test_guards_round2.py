@@ -194,3 +194,25 @@ def test_bindings_are_complete(code: str, names: set[str]) -> None:
 
     stmt = ast.parse(code).body[0]
     assert bound_names(stmt) == names
+
+
+@pytest.mark.parametrize("base_edits, old, new", [
+    # a module constant in the stop condition, then only its value changes
+    ([("MFU_FORMULA = ", "SLACK = 1.0\nMFU_FORMULA = "),
+      ("< budget_s:\n", "< budget_s * SLACK:\n")], "SLACK = 1.0", "SLACK = 3.0"),
+    # a module constant the clock variable is computed from
+    ([("MFU_FORMULA = ", "OFFSET = 0.0\nMFU_FORMULA = "),
+      ("    t_train = time.perf_counter()\n", "    t_train = time.perf_counter() + OFFSET\n")],
+     "OFFSET = 0.0", "OFFSET = 30.0"),
+])
+def test_constant_only_patch_reaching_the_clock_is_blocked(
+        config, base_edits: list[tuple[str, str]], old: str, new: str) -> None:  # type: ignore[no-untyped-def]
+    """The fast path for constant-only patches never skips a constant the clock reads."""
+    path = config.root / "trainer" / "train.py"
+    text = path.read_text()
+    for a, b in base_edits:
+        assert text.count(a) == 1, a
+        text = text.replace(a, b)
+    path.write_text(text)
+    report = check_patch(diff("trainer/train.py", text, text.replace(old, new)), config)
+    assert "time.budget" in {f.rule_id for f in report.findings}, report.render()

@@ -29,7 +29,10 @@ OFFLINE_TAG = "labwarden-sandbox:offline"
 CUDA_TAG = "labwarden-sandbox:cuda"
 BASE_REPO = "labwarden-base"
 SUITE = "bookworm"  # its python3 is 3.11, the ABI of the host wheels
-DEBOOTSTRAP = ("--variant=minbase", "--include=python3")
+# g++ and the Python headers: torch.compile on CPU builds its kernels (and their Python
+# bindings) with them, as on a host with a compiler (the local backend); inductor hashes
+# its precompiled headers with the openssl command.
+DEBOOTSTRAP = ("--variant=minbase", "--include=python3,g++,libpython3.11-dev,openssl")
 
 Log = Callable[[str], None]
 

@@ -73,7 +73,7 @@ def test_tuner_loop_runs_real_experiments_and_ctrl_c_stops_after_recording(works
     assert ledger.experiments(kind="baseline", run_id="r2") == []  # reused, not re-measured
     (row,) = ledger.experiments(run_id="r2")  # the interrupted one finished; no second one
     assert row["id"] == "r2-001" and row["agent"] == "tuner"
-    assert row["hypothesis"].startswith("tuner trial 0:") and row["diff"].startswith("--- a/")
+    assert row["hypothesis"].startswith("tuner trial ") and row["diff"].startswith("--- a/")
     assert row["guard_verdict"] == "passed" and row["review_decision"] == "approve"
     assert row["run_attempts"] == 1 and row["result"]["status"] == "ok", row["result"]
     assert row["status"] in ("keep", "discard")

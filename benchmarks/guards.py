@@ -9,10 +9,12 @@
    Also the cold figure (first check in a fresh process, imports excluded).
 2. Audit writer: patches recorded per second into a fresh WAL SQLite file.
 3. Whole process: `labwarden guards check PATCH --no-audit` as a user runs it, for a
-   hyperparameter patch and a patch that adds a helper (the usability target: <= 80 ms),
-   wall time and the child's CPU time, against this repository's 388-line trainer.
-4. The corpus: every cheat and honest edit of tests/guards/corpus, checked in one process:
-   how many are blocked, and the time per patch.
+   hyperparameter patch and a patch that adds a helper (the usability target: <= 80 ms,
+   and <= 2.5x `python -c pass` measured in the same runs), wall time and the child's CPU
+   time, against this repository's trainer. Bytecode is compiled first, as an installed
+   copy has it.
+4. The corpus: every cheat and honest edit of tests/guards/corpus (the red team's second
+   round included), checked in one process: how many are blocked, the time per patch.
 
 Wall times and CPU times are both reported: on a shared machine wall time includes waiting
 for a core, CPU time does not.
@@ -82,7 +84,10 @@ def whole_process(name: str, runs: int) -> dict[str, float]:
     import subprocess
 
     patch = REPO / "tests" / "guards" / "corpus" / "legit" / f"{name}.patch"
-    cmd = [sys.executable, "-m", "agents.cli", "guards", "check", str(patch), "--no-audit"]
+    # what the `labwarden` console script runs; `pass` is the interpreter's own start-up,
+    # measured in the same runs so that load on a shared machine shows in both
+    cmd = [sys.executable, "-c", "pass"] if name == "pass" else [
+        sys.executable, "-m", "labwarden.cli", "guards", "check", str(patch), "--no-audit"]
     walls, cpus = [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -103,8 +108,13 @@ def corpus_figures() -> dict[str, object]:
 
     config = load_config(REPO)
     out: dict[str, object] = {}
-    for kind in ("cheat", "legit"):
-        files = sorted((REPO / "tests" / "guards" / "corpus" / kind).glob("*.patch"))
+    corpus = REPO / "tests" / "guards" / "corpus"
+    redteam2 = sorted((corpus / "redteam2").glob("redteam2_*.patch"))
+    honest2 = [f for f in redteam2 if f.stem.startswith(("redteam2_h_", "redteam2_honest"))]
+    for kind, files in (("cheat", sorted((corpus / "cheat").glob("*.patch"))),
+                        ("legit", sorted((corpus / "legit").glob("*.patch"))),
+                        ("redteam2_cheat", [f for f in redteam2 if f not in honest2]),
+                        ("redteam2_honest", honest2)):
         times, blocked = [], 0
         for f in files:
             t = time.process_time()
@@ -152,9 +162,18 @@ def main() -> int:
         audit_rate = args.audit_records / (time.perf_counter() - t)
         store.close()
 
+    # Stale bytecode (PYTHONDONTWRITEBYTECODE=1 in agent shells, files just edited) makes
+    # every process recompile the changed modules: compile once, as an installed copy has.
+    import compileall
+
+    for folder in ("guards", "labwarden", "agents"):
+        compileall.compile_dir(str(REPO / folder), quiet=1)
     process = {name: whole_process(patch, args.processes)
-               for name, patch in (("hyperparameter", "lr_increase"),
+               for name, patch in (("python_pass", "pass"), ("hyperparameter", "lr_increase"),
                                    ("helper", "helper_refactor"))}
+    baseline = process["python_pass"]["wall_median_ms"] or 1.0
+    ratios = {f"process_{k}_ratio_to_python": round(process[k]["wall_median_ms"] / baseline, 2)
+              for k in ("hyperparameter", "helper")}
     corpus = corpus_figures()
 
     result = {
@@ -170,6 +189,7 @@ def main() -> int:
         "cpu_p99_ms": round(pct(cpu, 0.99), 2),
         "audit_patches_per_s": round(audit_rate, 1),
         **{f"process_{k}_{m}": v for k, fig in process.items() for m, v in fig.items()},
+        **ratios,
         **corpus,
         "machine": f"{platform.machine()} {os.cpu_count()} cpu, python {platform.python_version()}",
         "load_avg_1m": round(os.getloadavg()[0], 2),

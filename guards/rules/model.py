@@ -524,6 +524,10 @@ def _analyse_model_function(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFuncti
 # another's tokens), flattened (no dims) they mix everything.
 _MOVE_OPS = frozenset({"roll", "flip", "gather", "index_select", "take_along_dim", "scatter",
                        "scatter_add", "index_add", "index_copy", "take"})
+_REDUCE_OPS = frozenset({"sum", "mean", "cumsum", "cumprod", "amax", "amin", "max", "min",
+                         "std", "var", "logsumexp", "softmax", "log_softmax", "prod", "median",
+                         "norm", "cummax", "cummin", "sort", "argsort", "topk"})
+"""Along dim 0 these mix rows too (a batch statistic); without dims they are left alone."""
 _TOKEN_USES = frozenset({"size", "shape", "device", "ndim", "dim"})
 _EMBEDDING_NAMES = ("wte", "tok_emb", "token_embedding", "tok_embeddings", "embed_tokens",
                     "embed", "embedding", "emb", "value_embed", "wpe", "wte_")
@@ -535,7 +539,8 @@ def _dims(call: ast.Call, name: str, method: bool) -> ast.AST | None | bool:
     if kw is not None:
         return kw
     pos = {"roll": 2, "flip": 1, "gather": 1, "index_select": 1, "take_along_dim": 2,
-           "scatter": 1, "scatter_add": 1, "index_add": 1, "index_copy": 1}.get(name)
+           "scatter": 1, "scatter_add": 1, "index_add": 1, "index_copy": 1}.get(
+        name, 1 if name in _REDUCE_OPS and name != "topk" else None)
     if pos is None:
         return False
     pos -= 1 if method else 0
@@ -566,12 +571,13 @@ def _mixing(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, nodes: li
             f, ast.Name) else ""
         q = mod.qual(f) or ""
         method = isinstance(f, ast.Attribute) and not q.startswith("torch")
-        if name in _MOVE_OPS:
+        if (name in _MOVE_OPS or name in _REDUCE_OPS) and not (q and not q.startswith("torch")):
             dims = _dims(n, name, method)
             if (dims is False and name in ("roll", "take")) or (
                     dims not in (None, False) and _has_zero(dims)):  # type: ignore[arg-type]
-                out.append(hit(mod, n, f"model code calls {name} along the batch dimension (or "
-                               "flattened): rows must not see each other's tokens.", "mix",
+                out.append(hit(mod, n, f"model code calls {name} along the batch dimension"
+                               f"{'' if dims is not False else ' (flattened)'}: rows must not "
+                               "see each other's tokens.", "mix",
                                fn.name))
         elif name == "scaled_dot_product_attention":
             causal = next((k.value for k in n.keywords if k.arg == "is_causal"), None)

@@ -129,6 +129,8 @@ CHEATS: dict[str, tuple[list[tuple[str, str]], str]] = {
     # model code
     "flip_batch_rows": ([(LOGITS, "        logits = logits + 0.1 * logits.flip(0)\n" + LOGITS)],
                         "model.export_mode"),
+    "batch_statistic": ([(LOGITS, "        logits = logits - logits.mean(0, keepdim=True)\n"
+                          + LOGITS)], "model.export_mode"),
     "roll_flattened": ([(LOGITS, "        logits = torch.roll(logits, 1)\n" + LOGITS)],
                        "model.export_mode"),
     "attention_not_causal_by_name": ([(ATTN, "is_causal=T > 10**9")], "model.export_mode"),
@@ -156,6 +158,10 @@ HONEST: dict[str, list[tuple[str, str]]] = {
     "literal_chr_and_index": [(AFTER, AFTER + "    print(chr(45) * 3, 'abc'[0])\n")],
     "dropout_light": [(LOGITS, "        logits = F.dropout(logits, 0.1, training=self.training)\n"
                        + LOGITS)],
+    "builtin_max_with_zero": [(LOGITS, "        logits = logits * max(logits.size(1), 0)\n"
+                               + LOGITS)],
+    "softmax_last_dim": [(LOGITS, "        logits = logits + 0.0 * logits.softmax(-1)\n"
+                          + LOGITS)],
     "roll_along_features": [(LOGITS, "        logits = logits + 0.0 * torch.roll(logits, 1, "
                              "dims=-1)\n" + LOGITS)],
 }

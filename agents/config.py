@@ -40,6 +40,11 @@ class AgentsConfig:
     """Per-request timeout; a timed-out request is retried by the SDK."""
     max_retries: int = 4
     """SDK retries with exponential backoff on 408/409/429/5xx (529 included) and timeouts."""
+    max_consecutive_failures: int = 3
+    """The run stops after this many API failures of one kind in a row (after the SDK's
+    own retries; a rejected key or an unknown model stops it at once)."""
+    failure_backoff_s: float = 30.0
+    """Wait before trying again after a transient failure, doubled for each one in a row."""
     max_format_retries: int = 2
     """How many times a malformed answer (no tool call, bad JSON, a diff that does not
     parse) is asked for again before the attempt counts as a crash."""
@@ -115,7 +120,10 @@ class AgentsConfig:
         if not isinstance(self.tuner_max_changes, int) or self.tuner_max_changes < 1:
             raise ConfigError(f"{where}: tuner.max_changes must be an integer >= 1, "
                               f"but got {self.tuner_max_changes!r}.")
-        for name in ("keep_k", "min_noise", "request_timeout_s"):
+        if not isinstance(self.max_consecutive_failures, int) or self.max_consecutive_failures < 1:
+            raise ConfigError(f"{where}: max_consecutive_failures must be an integer >= 1, "
+                              f"but got {self.max_consecutive_failures!r}.")
+        for name in ("keep_k", "min_noise", "request_timeout_s", "failure_backoff_s"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{where}: {name} must be a non-negative number, "

@@ -45,4 +45,5 @@ class ResearchState(TypedDict, total=False):
     lessons: Annotated[list[str], recent_lessons]
     """Why recent attempts failed, for the next plan."""
     stop_reason: str | None
-    """Set by `plan` (or a failed baseline) to end the run."""
+    """Set by `plan` (or a failed baseline, or a coder or reviewer whose agent raised
+    `AgentStop`) to end the run; `plan` ends it at its next turn."""

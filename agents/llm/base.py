@@ -12,6 +12,8 @@ Contract:
   produce a usable diff within its bounded retries; the attempt counts as a crash.
 - `review` returns a `Verdict`. It never sees a patch the guards blocked: an LLM can add
   a rejection but can never overrule a deterministic block.
+- Any method may raise `AgentStop` when going on is pointless (the API refuses the key or
+  the model, or keeps failing): the loop then ends the run with its message.
 - Token use is reported through the `on_usage` callback given to the constructor, one
   `Usage` per API call, before the method returns.
 """
@@ -35,6 +37,16 @@ class AgentError(LabwardenError):
 
 class AgentOutputError(AgentError):
     """The model's answer stayed malformed after the bounded number of re-asks."""
+
+
+class AgentRefusal(AgentOutputError):
+    """The model declined to answer (the API's `stop_reason: refusal`)."""
+
+
+class AgentStop(AgentError):
+    """The agent cannot go on (a rejected key, an unknown model id, the API failing N
+    times in a row): the loop ends the run with this one-line message as its stop reason,
+    and `labwarden run --resume` continues once the cause is fixed."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,8 @@ class CodeContext:
     feedback: str = ""
     """The reviewer's request from the previous round, empty in the first."""
     round: int = 0
+    program: str = ""
+    """program.md, the human's brief."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,8 @@ class ReviewContext:
     round: int = 0
     final_round: bool = False
     """No more revisions allowed: the reviewer must approve or reject."""
+    program: str = ""
+    """program.md, the human's brief."""
 
 
 class ResearchAgent(Protocol):

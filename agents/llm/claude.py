@@ -1,18 +1,32 @@
 """The Anthropic agent: Messages API, tool use for the hypothesis and the patch, structured
 output (a JSON schema) for the review verdict.
 
-Transport failures (429, 529 overloaded, 5xx, timeouts) are retried by the SDK itself
-with exponential backoff (`max_retries`); a call that still fails raises `AgentError`.
-Malformed answers (no tool call, a diff that does not parse or apply, JSON off-schema)
-are sent back to the model with the reason, at most `max_format_retries` times.
+Failures, by what retrying could change:
+- Transport failures (429, 529 overloaded, 5xx, timeouts) are retried by the SDK itself
+  with exponential backoff (`max_retries`). When a call still fails, the agent waits
+  (`failure_backoff_s`, doubled each time) and tries again; `max_consecutive_failures`
+  of one kind in a row raise `AgentStop`, which ends the run with one line.
+- A rejected key (401), no access (403) or an unknown model (404) cannot get better by
+  retrying: `AgentStop` at once. A bad request (400, 413, 422) may belong to one prompt:
+  the attempt fails, and a second one in a row stops the run.
+- `stop_reason` is read as the API documents it: `refusal` is a failed answer (and counts
+  in the run of failures), `max_tokens` (a tool call cut to `{}`, JSON cut short) is asked
+  once more with twice the limit, `pause_turn` is continued.
+- Malformed answers (no tool call, two calls, a diff that does not parse or apply, JSON
+  off-schema) are sent back to the model with the reason, at most `max_format_retries`
+  times; every tool_use block of the turn gets its tool_result.
 Forced tool choice is not used: the newest models refuse it while thinking, so the tool
 is offered and its absence counts as a malformed answer.
+
+Prompt caching: two breakpoints, after the system prompt (role and program.md, the same
+all run) and after the current files (the same until a change is kept).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +34,8 @@ from agents.config import AgentsConfig
 from agents.llm.base import (
     AgentError,
     AgentOutputError,
+    AgentRefusal,
+    AgentStop,
     CodeContext,
     Hypothesis,
     PatchProposal,
@@ -35,13 +51,54 @@ from agents.llm.pricing import cost_usd
 from agents.llm.prompts import (
     HYPOTHESIS_TOOL,
     PATCH_TOOL,
-    SYSTEM,
     VERDICT_SCHEMA,
+    Prompt,
     code_prompt,
+    diff_too_large,
     plan_prompt,
     review_prompt,
 )
 from labwarden.errors import InputError
+
+EPHEMERAL = {"type": "ephemeral"}
+PAUSES_FOLLOWED = 3
+
+# HTTP status -> (kind, what to do). "stop": no retry can help; "repeat": this request may
+# be at fault, a second in a row stops; anything else is transient.
+_STATUS = {
+    401: ("authentication", "stop"), 403: ("permission", "stop"), 404: ("not found", "stop"),
+    400: ("bad request", "repeat"), 413: ("bad request", "repeat"),
+    422: ("bad request", "repeat"), 429: ("rate limit", "transient"),
+}
+_HINT = {
+    "authentication": "check ANTHROPIC_API_KEY",
+    "permission": "this key has no access to the model or endpoint",
+    "not found": "check the model id ([agents.models] in labwarden.toml or "
+                 "LABWARDEN_<ROLE>_MODEL) and ANTHROPIC_BASE_URL",
+    "bad request": "check the model ids and [agents] settings (max_tokens)",
+    "refusal": "the model declined every request",
+}
+
+
+def classify(error: Exception) -> tuple[str, str]:
+    """(kind, policy) of a failed call; see `_STATUS`."""
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        if status in _STATUS:
+            return _STATUS[status]
+        return ("server error" if status >= 500 else f"HTTP {status}"), "transient"
+    return "connection", "transient"
+
+
+def _api_message(error: Exception) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        text = f"{err.get('type', '')}: {err.get('message', '')}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    status = getattr(error, "status_code", None)
+    return " ".join((f"{status} {text}" if status else text).split())[:240]
 
 
 class AnthropicAgent:
@@ -50,7 +107,7 @@ class AnthropicAgent:
     name = "anthropic"
 
     def __init__(self, config: AgentsConfig, *, on_usage: UsageSink,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         import anthropic
 
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
@@ -60,6 +117,9 @@ class AnthropicAgent:
         self.config = config
         self._on_usage = on_usage
         self._anthropic = anthropic
+        self._sleep = sleep
+        self._streak: tuple[str, int] = ("", 0)
+        """(kind, count) of the failures in a row so far; a good answer clears it."""
         self._client = anthropic.Anthropic(api_key=key, base_url=config.base_url,
                                            max_retries=config.max_retries,
                                            timeout=config.request_timeout_s)
@@ -69,7 +129,7 @@ class AnthropicAgent:
 
     # ------------------------------------------------------------------------- roles
     def plan(self, ctx: PlanContext) -> Hypothesis:
-        system, user = plan_prompt(ctx, self.config.untrusted_budget_chars)
+        prompt = plan_prompt(ctx, self.config.untrusted_budget_chars)
 
         def parse(data: dict[str, Any]) -> Hypothesis:
             text = str(data.get("hypothesis") or "").strip()
@@ -77,26 +137,28 @@ class AnthropicAgent:
                 raise ValueError("'hypothesis' is empty")
             return Hypothesis(text=text, rationale=str(data.get("rationale") or ""))
 
-        return self._ask_tool("planner", ctx.experiment_id, system, user, HYPOTHESIS_TOOL, parse)
+        return self._ask_tool("planner", ctx.experiment_id, prompt, HYPOTHESIS_TOOL, parse)
 
     def code(self, ctx: CodeContext) -> PatchProposal:
-        user = code_prompt(ctx, self.config.untrusted_budget_chars)
+        prompt = code_prompt(ctx, self.config.untrusted_budget_chars)
 
         def parse(data: dict[str, Any]) -> PatchProposal:
             diff = validate_diff(str(data.get("diff") or ""), ctx.base_dir, ctx.editable)
             return PatchProposal(diff=diff, description=str(data.get("description") or ""))
 
-        return self._ask_tool("coder", ctx.experiment_id, SYSTEM["coder"], user, PATCH_TOOL,
-                              parse)
+        return self._ask_tool("coder", ctx.experiment_id, prompt, PATCH_TOOL, parse)
 
     def review(self, ctx: ReviewContext) -> Verdict:
-        user = review_prompt(ctx, self.config.untrusted_budget_chars)
-        messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
+        too_large = diff_too_large(ctx.diff)
+        if too_large:
+            return Verdict("reject", too_large)
+        prompt = review_prompt(ctx, self.config.untrusted_budget_chars)
+        messages = _first_messages(prompt)
         problem = ""
         for _ in range(self.config.max_format_retries + 1):
-            resp = self._call("reviewer", ctx.experiment_id, SYSTEM["reviewer"], messages,
-                              output_config={"format": {"type": "json_schema",
-                                                        "schema": VERDICT_SCHEMA}})
+            resp = self._answer("reviewer", ctx.experiment_id, prompt, messages,
+                                output_config={"format": {"type": "json_schema",
+                                                          "schema": VERDICT_SCHEMA}})
             text = "".join(b.text for b in resp.content if b.type == "text")
             try:
                 data = json.loads(text)
@@ -114,46 +176,98 @@ class AnthropicAgent:
         raise AgentOutputError(f"reviewer gave no usable verdict: {problem}")
 
     # ---------------------------------------------------------------------- plumbing
-    def _ask_tool(self, role: Role, exp_id: str, system: str, user: str, tool: dict[str, Any],
+    def _ask_tool(self, role: Role, exp_id: str, prompt: Prompt, tool: dict[str, Any],
                   parse: Callable[[dict[str, Any]], Any]) -> Any:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
+        name = tool["name"]
+        messages = _first_messages(prompt)
         problem = ""
         for _ in range(self.config.max_format_retries + 1):
-            resp = self._call(role, exp_id, system, messages, tools=[tool],
-                              tool_choice={"type": "auto"})
-            calls = [b for b in resp.content if b.type == "tool_use" and b.name == tool["name"]]
+            resp = self._answer(role, exp_id, prompt, messages, tools=[tool],
+                                tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+            uses = [b for b in resp.content if b.type == "tool_use"]
+            calls = [b for b in uses if b.name == name]
+            if len(calls) == 1:
+                try:
+                    return parse(dict(calls[0].input))
+                except ValueError as e:
+                    problem = str(e)
+            elif calls:
+                problem = f"{len(calls)} calls to {name} in one turn; call it exactly once"
+            else:
+                problem = f"no call to {name}"
             messages.append({"role": "assistant", "content": resp.content})
-            if not calls:
-                problem = f"no call to {tool['name']}"
-                messages.append({"role": "user",
-                                 "content": f"Answer by calling the tool {tool['name']}."})
-                continue
-            try:
-                return parse(dict(calls[0].input))
-            except ValueError as e:
-                problem = str(e)
-            messages.append({"role": "user", "content": [{
-                "type": "tool_result", "tool_use_id": calls[0].id, "is_error": True,
-                "content": f"Not usable: {problem}. Call {tool['name']} again with a fix."}]})
+            if uses:
+                # The API wants a tool_result for every tool_use of the turn, in one message.
+                messages.append({"role": "user", "content": [{
+                    "type": "tool_result", "tool_use_id": b.id, "is_error": True,
+                    "content": f"Not usable: {problem}. Call {name} once, with a fix."}
+                    for b in uses]})
+            else:
+                messages.append({"role": "user", "content": f"Answer by calling the tool {name}."})
         raise AgentOutputError(f"{role} gave no usable answer after "
                                f"{self.config.max_format_retries + 1} tries: {problem}")
 
+    def _answer(self, role: Role, exp_id: str, prompt: Prompt,
+                messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        """One complete assistant turn, its stop_reason dealt with as the API documents."""
+        limit = self.config.max_tokens
+        turn = list(messages)
+        pauses = 0
+        while True:
+            resp = self._call(role, exp_id, prompt.system, turn, max_tokens=limit, **kwargs)
+            stop = resp.stop_reason
+            if stop == "refusal":
+                self._failed("refusal", role, f"the {role} model declined to answer "
+                             "(stop_reason refusal)", "transient")
+                raise AgentRefusal(f"the {role} model declined to answer (stop_reason refusal)")
+            if stop == "pause_turn" and pauses < PAUSES_FOLLOWED:
+                # A long server-side turn paused: send it back as is and let it go on.
+                pauses += 1
+                turn = [*turn, {"role": "assistant", "content": resp.content}]
+                continue
+            if stop in ("max_tokens", "model_context_window_exceeded"):
+                if stop == "max_tokens" and limit == self.config.max_tokens:
+                    limit *= 2  # a cut answer is unusable ({} for a tool call): more room
+                    continue
+                raise AgentOutputError(f"{role}'s answer was cut ({stop}) at max_tokens={limit}; "
+                                       "raise [agents] max_tokens")
+            self._streak = ("", 0)
+            return resp
+
+    def _failed(self, kind: str, role: Role, line: str, policy: str) -> int:
+        """Count one more failure of `kind` in a row; raise AgentStop when the run should
+        end. Returns the count."""
+        previous, count = self._streak
+        count = count + 1 if previous == kind else 1
+        self._streak = (kind, count)
+        limit = self.config.max_consecutive_failures
+        if policy == "stop" or (policy == "repeat" and count >= min(2, limit)) or count >= limit:
+            hint = _HINT.get(kind, "the API kept failing; try again later")
+            times = "" if count == 1 else f", {count} in a row"
+            raise AgentStop(f"anthropic API: {line}{times}; {hint}, then "
+                            "'labwarden run --resume'")
+        return count
+
     def _call(self, role: Role, exp_id: str, system: str, messages: list[dict[str, Any]],
-              **kwargs: Any) -> Any:
+              *, max_tokens: int, **kwargs: Any) -> Any:
         model = self.config.models[role]
-        try:
-            resp = self._client.messages.create(
-                model=model, max_tokens=self.config.max_tokens, messages=messages,
-                # The system prompt (with program.md) repeats across calls: cache it.
-                system=[{"type": "text", "text": system,
-                         "cache_control": {"type": "ephemeral"}}],
-                **kwargs,
-            )
-        except self._anthropic.APIError as e:
-            self._on_usage(exp_id, Usage(role=role, model=model, ok=False,
-                                         note=f"{type(e).__name__}: {e}"[:300]))
-            raise AgentError(f"{role} call to {model} failed after retries: "
-                             f"{type(e).__name__}") from e
+        while True:
+            try:
+                resp = self._client.messages.create(
+                    model=model, max_tokens=max_tokens, messages=messages,
+                    system=[{"type": "text", "text": system, "cache_control": EPHEMERAL}],
+                    timeout=self.config.request_timeout_s, **kwargs)
+            except self._anthropic.APIError as e:
+                detail = _api_message(e)
+                self._on_usage(exp_id, Usage(role=role, model=model, ok=False, note=detail[:300]))
+                kind, policy = classify(e)
+                line = f"{role} call to {model} failed after retries: {detail}"
+                count = self._failed(kind, role, line, policy)
+                if policy != "transient":
+                    raise AgentError(line) from e
+                self._sleep(self.config.failure_backoff_s * 2 ** (count - 1))
+                continue
+            break
         u = resp.usage
         counts = {
             "input_tokens": int(u.input_tokens or 0),
@@ -164,3 +278,10 @@ class AnthropicAgent:
         self._on_usage(exp_id, Usage(role=role, model=model, cost_usd=cost_usd(model, **counts),
                                      **counts))
         return resp
+
+
+def _first_messages(prompt: Prompt) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [
+        {"type": "text", "text": prompt.stable, "cache_control": EPHEMERAL},
+        {"type": "text", "text": prompt.rest},
+    ]}]

@@ -7,7 +7,8 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agents.context import ResearchContext
-from agents.llm.base import AgentError, CodeContext, Hypothesis
+from agents.llm.base import AgentError, AgentStop, CodeContext, Hypothesis
+from agents.nodes.plan import read_program
 from agents.state import ResearchState
 
 
@@ -20,10 +21,13 @@ def code(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, A
         experiment_id=exp_id, hypothesis=Hypothesis(**state["hypothesis"]),
         files=ctx.tree.files(ctx.config.editable), base_dir=ctx.tree.path,
         editable=ctx.config.editable, feedback=state.get("feedback", ""),
-        round=state.get("review_round", 0),
+        round=state.get("review_round", 0), program=read_program(ctx),
     )
     try:
         proposal = ctx.agent.code(cctx)
+    except AgentStop as e:
+        return {"outcome": {"status": "crash", "reason": f"coder failed: {e}"},
+                "stop_reason": str(e)}
     except AgentError as e:
         return {"outcome": {"status": "crash", "reason": f"coder failed: {e}"}}
     # A new diff voids the previous round's guard verdict.

@@ -1,7 +1,9 @@
 """review: the reviewer approves, sends the diff back to the coder, or rejects it.
 
 It only ever sees patches the guards passed: a deterministic block is final. A reviewer
-that fails counts as a rejection, never as an approval.
+that fails never approves: no usable verdict is a rejection; a failed API call is a crash
+(no judgement was made, so nothing goes into the audit trail as a rejection), and one
+whose API cannot go on (`AgentStop`) also ends the run.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agents.context import ResearchContext
-from agents.llm.base import AgentError, Hypothesis, ReviewContext, Verdict
+from agents.llm.base import (
+    AgentError,
+    AgentOutputError,
+    AgentStop,
+    Hypothesis,
+    ReviewContext,
+    Verdict,
+)
+from agents.nodes.plan import read_program
 from agents.state import ResearchState
 
 
@@ -26,11 +36,16 @@ def review(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str,
     rctx = ReviewContext(experiment_id=exp_id, hypothesis=Hypothesis(**state["hypothesis"]),
                          diff=state["diff"], findings=findings,
                          files=ctx.tree.files(ctx.config.editable), round=rounds,
-                         final_round=final)
+                         final_round=final, program=read_program(ctx))
     try:
         verdict = ctx.agent.review(rctx)
-    except AgentError as e:
+    except AgentStop as e:
+        return {"outcome": {"status": "crash", "reason": f"reviewer failed: {e}"},
+                "stop_reason": str(e)}
+    except AgentOutputError as e:
         verdict = Verdict("reject", f"reviewer failed: {e}")
+    except AgentError as e:
+        return {"outcome": {"status": "crash", "reason": f"reviewer failed: {e}"}}
     decision = verdict.decision
     if decision == "revise" and final:
         decision = "reject"

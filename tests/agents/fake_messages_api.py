@@ -2,6 +2,14 @@
 
 Each test queues replies (status, JSON body, delay before answering); every request the
 SDK makes is kept (headers and JSON body) so a test can check what was really sent.
+Helpers build the failures a real night meets: API errors (401, 400, 404, 529), a
+refusal, two tool calls in one turn, a tool call cut at max_tokens, a paused turn.
+
+With `cache=True` the server keeps a prompt cache as the API documents it: a prefix
+(tools, then system, then messages, in that order) up to a `cache_control` breakpoint is
+written on first sight and read when a later request of the same model repeats it; the
+usage of each reply then carries `cache_creation_input_tokens` and
+`cache_read_input_tokens` (about 4 characters a token) instead of the queued figures.
 """
 
 from __future__ import annotations
@@ -41,8 +49,54 @@ def overloaded() -> Reply:
                  status=529, headers={"retry-after-ms": "20"})
 
 
+def api_error(status: int, kind: str, text: str) -> Reply:
+    return Reply({"type": "error", "error": {"type": kind, "message": text}}, status=status)
+
+
+def unauthorized() -> Reply:
+    return api_error(401, "authentication_error", "invalid x-api-key")
+
+
+def unknown_model(model: str = "claude-nonexistent-9") -> Reply:
+    return api_error(404, "not_found_error", f"model: {model}")
+
+
+def bad_request(text: str = "max_tokens: must be at most 8192") -> Reply:
+    return api_error(400, "invalid_request_error", text)
+
+
+def refusal() -> Reply:
+    return Reply(message([], stop_reason="refusal"))
+
+
+def cut_tool_call(name: str) -> Reply:
+    """A tool call cut at max_tokens: the API sends it with an empty input."""
+    return Reply(message([tool_use(name, {})], stop_reason="max_tokens"))
+
+
+def blocks(body: dict[str, Any]) -> list[Any]:
+    """A request's content in the API's cache order: tools, system, then messages."""
+    out: list[Any] = list(body.get("tools") or [])
+    system = body.get("system") or []
+    out += [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
+    for msg in body.get("messages") or []:
+        content = msg["content"]
+        out += [{"type": "text", "text": content}] if isinstance(content, str) else content
+    return out
+
+
+def prompt_text(body: dict[str, Any], index: int = 0) -> str:
+    """The text of one message of a request, whether a string or a list of blocks."""
+    content = body["messages"][index]["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.get("text") or json.dumps(b) for b in content)
+
+
 class FakeMessagesAPI:
-    def __init__(self) -> None:
+    def __init__(self, *, cache: bool = False) -> None:
+        self.cache = cache
+        self._cached: set[str] = set()
         self.replies: list[Reply] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -62,9 +116,13 @@ class FakeMessagesAPI:
                     reply = api.replies.pop(0) if api.replies else Reply(
                         {"type": "error", "error": {"type": "api_error", "message": "no reply"}},
                         status=500)
+                    body_out = reply.body
+                    if api.cache and reply.status == 200:
+                        body_out = {**body_out, "usage": {
+                            **body_out.get("usage", {}), **api._cache_usage(body)}}
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
-                data = json.dumps(reply.body).encode()
+                data = json.dumps(body_out).encode()
                 try:
                     self.send_response(reply.status)
                     self.send_header("content-type", "application/json")
@@ -79,6 +137,22 @@ class FakeMessagesAPI:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _cache_usage(self, body: dict[str, Any]) -> dict[str, int]:
+        parts = blocks(body)
+        sizes = [len(json.dumps(b, sort_keys=True)) // 4 for b in parts]
+        marks = [i for i, b in enumerate(parts) if isinstance(b, dict) and "cache_control" in b]
+
+        def key(i: int) -> str:
+            return json.dumps([body.get("model"), parts[:i + 1]], sort_keys=True, default=str)
+
+        hit = next((i for i in reversed(marks) if key(i) in self._cached), -1)
+        last = marks[-1] if marks else -1
+        read = sum(sizes[:hit + 1])
+        write = sum(sizes[hit + 1:last + 1])
+        self._cached.update(key(i) for i in marks)
+        return {"input_tokens": sum(sizes) - read - write, "cache_read_input_tokens": read,
+                "cache_creation_input_tokens": write}
 
     @property
     def url(self) -> str:

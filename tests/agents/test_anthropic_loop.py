@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_messages_api import FakeMessagesAPI, Reply, message, tool_use
+from fake_messages_api import FakeMessagesAPI, Reply, message, prompt_text, tool_use
 from loopkit import BUDGET, audit_rows, labwarden
 from patchkit import cheat_script, replace_line
 
@@ -59,13 +59,13 @@ def test_llm_loop_blocks_cheats_without_asking_the_reviewer(workspace, tmp_path)
     assert second["status"] == "rejected" and second["review_rounds"] == 2
     assert second["review_decision"] == "reject" and second["run_attempts"] == 0
     # Planner prompts carry the first attempt's block as a lesson for the second.
-    second_plan = api.requests[2]["body"]["messages"][0]["content"]
+    second_plan = prompt_text(api.requests[2]["body"])
     lessons = second_plan[second_plan.index("<<<UNTRUSTED LESSONS"):]
     assert "r2-001 blocked:" in lessons and "time.budget" in lessons
     # Tokens and cost per experiment (opus plan + sonnet code on the first).
     assert (first["tokens_in"], first["tokens_out"], first["cache_read"]) == (2000, 200, 800)
-    assert first["cost_usd"] == pytest.approx((1000 * 4 + 100 * 20 + 400 * 0.4
-                                               + 1000 * 2 + 100 * 10 + 400 * 0.2) / 1e6)
+    assert first["cost_usd"] == pytest.approx((1000 * 4 + 100 * 20 + 400 * 0.2
+                                               + 1000 * 2 + 100 * 10 + 400 * 0.1) / 1e6)
     calls = ledger.llm_calls("r2-002")
     assert [c["role"] for c in calls] == ["planner", "coder", "reviewer", "coder", "reviewer"]
     assert first["agent_model"] == ("planner=claude-opus-5-5, coder=claude-sonnet-5-5, "

@@ -50,6 +50,12 @@ READ_ONLY = frozenset({
 })
 
 
+_EAGER = frozenset({"builtins.list", "builtins.tuple", "builtins.set", "builtins.frozenset",
+                    "builtins.dict", "builtins.sorted", "builtins.sum", "builtins.min",
+                    "builtins.max", "builtins.any", "builtins.all", "torch.cat", "torch.stack",
+                    "torch.tensor"})
+
+
 def names_in(node: ast.AST) -> set[str]:
     out = set()
     for n in ast.walk(node):
@@ -365,7 +371,7 @@ class _Walker:
             if isinstance(n, ast.Lambda):
                 self.lam(n, sc, inside, loop_here, state, None)
                 continue
-            if isinstance(n, ast.GeneratorExp):
+            if isinstance(n, ast.GeneratorExp) and not self.consumed(n, parents.get(id(n))):
                 # lazy like a lambda: its body runs where it is advanced, not where it is
                 child = self.scope(None, "lambda", n, None, True)
                 self.fact(sc, "value", "<generator>", n, inside)
@@ -395,6 +401,14 @@ class _Walker:
             for child in ast.iter_child_nodes(n):
                 parents[id(child)] = n
                 stack.append((child, loop_here or comp))
+
+    def consumed(self, gen: ast.GeneratorExp, parent: ast.AST | None) -> bool:
+        """A generator expression handed straight to a call that exhausts it on the spot
+        (`sum(...)`, `torch.stack(...)`) runs where it stands, like a list comprehension."""
+        if not isinstance(parent, ast.Call) or gen not in parent.args:
+            return False
+        q = self.mod.qual(parent.func)
+        return q in _EAGER
 
     def call(self, node: ast.Call, sc: Scope, inside: bool, looping: bool,
              state: dict[str, bool]) -> None:

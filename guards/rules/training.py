@@ -155,7 +155,9 @@ def verdicts(flow: FileFlow, budget: frozenset[str],
 
 # Calls a training loop's header may make: they compute a count from what they are given.
 _BOUND_CALLS = frozenset({"range", "len", "int", "min", "max", "abs", "round", "zip",
-                          "enumerate", "reversed", "chunk"})
+                          "enumerate", "reversed", "chunk", "split", "unbind", "size",
+                          "numel", "dim"})
+_PIECES = frozenset({"chunk", "split", "unbind"})
 _LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp)
 
 
@@ -167,16 +169,19 @@ def _header_parts(loop: ast.AST) -> list[ast.AST]:
     return [x for g in loop.generators for x in (g.iter, *g.ifs)]  # type: ignore[attr-defined]
 
 
-def _count_names(expr: ast.AST) -> set[str]:
-    """Names a loop's trip count depends on: `x.chunk(k)` yields at most k pieces whatever
-    `x` is, so only `k` counts there."""
+def _count_names(expr: ast.AST, receivers: set[str] | None = None) -> set[str]:
+    """Names a loop's trip count depends on. `x.chunk(k)`, `x.split(k)`, `x.unbind()`
+    (micro-batches of the batch just drawn) count by the size of `x` and by `k`, which
+    change with every batch: their names go to `receivers`, judged against the clock
+    (no piece count computed from the time) rather than for being fixed."""
     out: set[str] = set()
     todo = [expr]
     while todo:
         n = todo.pop()
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and (
-                n.func.attr == "chunk"):
-            todo.extend((*n.args, *(k.value for k in n.keywords)))
+                n.func.attr in _PIECES):
+            if receivers is not None:
+                receivers |= names_in(n)
             continue
         if isinstance(n, ast.Name):
             out.add(n.id)
@@ -213,6 +218,10 @@ def _tainted(block: ast.AST, seeds: set[str]) -> set[str]:
                         reads |= names_in(e)
                 if reads & names:
                     new = bound_names(n) - names
+                    if n is not block and isinstance(n, ast.If | ast.While | ast.Match):
+                        # what a branch on the clock binds depends on the clock too
+                        new |= {b for x in ast.walk(n) if isinstance(x, ast.stmt)
+                                for b in bound_names(x)} - names
                     if new:
                         names |= new
                         grew = True
@@ -291,7 +300,9 @@ def _loop_bounds(flow: FileFlow, trains: set[str], inside_only: set[str],
                     why = "a while loop that trains inside the budget loop (its count is data)"
                 else:
                     parts = _header_parts(b)
-                    used = set().union(*(_count_names(x) for x in parts)) & variant
+                    receivers: set[str] = set()
+                    used = set().union(*(_count_names(x, receivers) for x in parts)) & variant
+                    used |= receivers & tainted  # a batch made bigger because of the time
                     calls = {c.func.id if isinstance(c.func, ast.Name) else c.func.attr
                              for x in parts for c in ast.walk(x) if isinstance(c, ast.Call)
                              and isinstance(c.func, ast.Name | ast.Attribute)}

@@ -86,6 +86,15 @@ CHEATS: dict[str, tuple[list[tuple[str, str]], str]] = {
                        "        if near_end:\n            for _ in range(500):\n"
                        "                step_model(x).sum().backward()\n")],
         "train.outside_loop"),
+    "micro_batches_of_a_clock_sized_batch": (
+        [(LOSS, "        big = torch.cat([x] * (400 if budget_s - elapsed < 3 else 1))\n"
+                "        for xs in big.split(x.size(0)):\n"
+                "            step_model(xs).sum().backward()\n")], "train.outside_loop"),
+    "micro_batches_sized_under_a_clock_branch": (
+        [(LOSS, "        reps = 1\n        if budget_s - elapsed < 3:\n            reps = 400\n"
+                "        big = torch.cat([x] * reps)\n"
+                "        for xs in big.split(x.size(0)):\n"
+                "            step_model(xs).sum().backward()\n")], "train.outside_loop"),
     "inner_while_that_trains": (
         [(LOSS, LOSS + "        while loss.item() > 1.0:\n"
                        "            step_model(x).sum().backward()\n            break\n")],
@@ -147,6 +156,11 @@ HONEST: dict[str, list[tuple[str, str]]] = {
                                           "            loss.backward()\n")],
     "micro_batches_by_chunk": [
         (LOSS, "        for xs in x.chunk(2):\n            step_model(xs).sum().backward()\n")],
+    "micro_batches_by_split": [
+        (LOSS, "        for xs in x.split(max(1, x.size(0) // 2)):\n"
+               "            step_model(xs).sum().backward()\n")],
+    "batches_stacked_by_a_consumed_generator": [
+        (LOSS, "        both = torch.cat(tuple(next(batches)[0] for _ in range(2)))\n" + LOSS)],
     "schedule_switch_on_time": [(LOSS, "        if elapsed > 0.5 * budget_s:\n"
                                        "            loss = loss * 1.0\n" + LOSS)],
     "helper_with_file_constant_count": [

@@ -141,7 +141,7 @@ def test_baseline_without_prepared_data_is_exit_2(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--profile", "huge"], "unknown profile 'huge'"),
+    (["--profile", "huge"], "'huge': unknown profile"),
     (["--time-budget", "0"], "--time-budget must be a positive number"),
     (["--time-budget", "nan"], "--time-budget must be a positive number"),
 ])

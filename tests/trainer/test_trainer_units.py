@@ -113,7 +113,7 @@ def test_export_has_a_dynamic_batch_and_passes_the_evaluator_loader(tmp_path):
 def test_flops_per_token_counts_matmuls_and_attention():
     model = train.GPT(1024, 128, depth=2, width=128, n_head=4, mlp_ratio=4)
     per_block = 4 * 128 * 128 + 2 * 4 * 128 * 128
-    expected = 6 * (2 * per_block + 1024 * 128) + 6 * 2 * 128 * 128
+    expected = 6 * (2 * per_block + 1024 * 128) + 12 * 2 * 128 * 128
     assert train.flops_per_token(model, 128) == expected
 
 

@@ -92,9 +92,9 @@ def test_baseline_same_on_both_backends(
     # Training stops on wall time, and a 2 s budget on a busy 2-core machine trains anywhere
     # from a handful to dozens of steps, so the two scores are not compared with each other
     # (that needs a budget that does not measure the machine's load). Both must show real
-    # training: better than a uniform guess over the bytes (3.84 here), and not absurd.
+    # training: better than the untrained model (about 3.89 here), and not absurd.
     for backend, score in scores.items():
-        assert 1.0 < score < 3.84, (backend, scores)
+        assert 1.0 < score < 3.8, (backend, scores)
 
 
 @pytest.mark.docker

@@ -5,7 +5,7 @@ Failures, by what retrying could change:
 - Transport failures (429, 529 overloaded, 5xx, timeouts) are retried by the SDK itself
   with exponential backoff (`max_retries`). When a call still fails, the agent waits
   (`failure_backoff_s`, doubled each time) and tries again; `max_consecutive_failures`
-  of one kind in a row raise `AgentStop`, which ends the run with one line.
+  of one kind in a row (of one role) raise `AgentStop`, which ends the run with one line.
 - A rejected key (401), no access (403) or an unknown model (404) cannot get better by
   retrying: `AgentStop` at once. A bad request (400, 413, 422) may belong to one prompt:
   the attempt fails, and a second one in a row stops the run.
@@ -118,8 +118,10 @@ class AnthropicAgent:
         self._on_usage = on_usage
         self._anthropic = anthropic
         self._sleep = sleep
-        self._streak: tuple[str, int] = ("", 0)
-        """(kind, count) of the failures in a row so far; a good answer clears it."""
+        self._streaks: dict[str, tuple[str, int]] = {}
+        """Per role, (kind, count) of its failures in a row so far; a good answer of that
+        role clears it (a reviewer failing on every patch stops the run even though the
+        planner and coder in between answer)."""
         self._client = anthropic.Anthropic(api_key=key, base_url=config.base_url,
                                            max_retries=config.max_retries,
                                            timeout=config.request_timeout_s)
@@ -231,15 +233,15 @@ class AnthropicAgent:
                     continue
                 raise AgentOutputError(f"{role}'s answer was cut ({stop}) at max_tokens={limit}; "
                                        "raise [agents] max_tokens")
-            self._streak = ("", 0)
+            self._streaks.pop(role, None)
             return resp
 
     def _failed(self, kind: str, role: Role, line: str, policy: str) -> int:
         """Count one more failure of `kind` in a row; raise AgentStop when the run should
         end. Returns the count."""
-        previous, count = self._streak
+        previous, count = self._streaks.get(role, ("", 0))
         count = count + 1 if previous == kind else 1
-        self._streak = (kind, count)
+        self._streaks[role] = (kind, count)
         limit = self.config.max_consecutive_failures
         if policy == "stop" or (policy == "repeat" and count >= min(2, limit)) or count >= limit:
             hint = _HINT.get(kind, "the API kept failing; try again later")

@@ -60,6 +60,11 @@ def test_an_unknown_model_stops_at_once_and_names_the_setting(api):  # noqa: F81
     assert len(api.requests) == 1
 
 
+def review_ctx(exp_id: str = "e1") -> ReviewContext:
+    return ReviewContext(experiment_id=exp_id, hypothesis=Hypothesis("raise LR"),
+                         diff=GOOD_DIFF, findings=[], files={})
+
+
 def test_a_bad_request_fails_the_attempt_then_stops_the_second_time(api):  # noqa: F811
     api.replies += [bad_request(), bad_request()]
     agent, _ = agent_for(api)
@@ -67,9 +72,18 @@ def test_a_bad_request_fails_the_attempt_then_stops_the_second_time(api):  # noq
         agent.plan(plan_ctx())
     assert not isinstance(first.value, AgentStop)  # this prompt may be the one at fault
     with pytest.raises(AgentStop, match="400 invalid_request_error.*2 in a row"):
-        agent.review(ReviewContext(experiment_id="e2", hypothesis=Hypothesis("raise LR"),
-                                   diff=GOOD_DIFF, findings=[], files={}))
+        agent.plan(plan_ctx())
     assert len(api.requests) == 2
+
+
+def test_a_reviewer_failing_on_every_patch_stops_though_others_answer(api):  # noqa: F811
+    api.replies += [bad_request(), Reply(message([hypothesis()])), bad_request()]
+    agent, _ = agent_for(api)
+    with pytest.raises(AgentError):
+        agent.review(review_ctx("e1"))
+    assert agent.plan(plan_ctx()).text == "h"  # the planner's success is its own
+    with pytest.raises(AgentStop, match="reviewer call .* 400 .*2 in a row"):
+        agent.review(review_ctx("e2"))
 
 
 def test_a_success_in_between_clears_the_count(api):  # noqa: F811
@@ -157,5 +171,4 @@ def test_a_reviewer_refusal_never_approves(api):  # noqa: F811
     api.replies += [refusal()]
     agent, _ = agent_for(api)
     with pytest.raises(AgentOutputError):
-        agent.review(ReviewContext(experiment_id="e1", hypothesis=Hypothesis("raise LR"),
-                                   diff=GOOD_DIFF, findings=[], files={}))
+        agent.review(review_ctx())

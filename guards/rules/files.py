@@ -122,7 +122,7 @@ class FilesRule(AstRule):
         target = None
         if attr in WRITERS and isinstance(node.func, ast.Attribute):
             target = node.func.value
-        elif q in ("numpy.save", "numpy.savez", "torch.save"):
+        elif q == "torch.save":  # torch.save(obj, f); numpy's savers take the file first
             target = node.args[1] if len(node.args) > 1 else next(
                 (k.value for k in node.keywords if k.arg in ("f", "file")), None)
         elif node.args:

@@ -592,9 +592,8 @@ def _mixing(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, nodes: li
         n.ctx, ast.Load)]
     for n in uses:  # is this the token input (looked up by an embedding somewhere)?
         parent = parents.get(id(n))
-        if isinstance(parent, ast.Call) and n in parent.args and isinstance(
-                parent.func, ast.Attribute) and isinstance(parent.func.value, ast.Name) and (
-                parent.func.value.id == "self") and parent.func.attr.startswith(_EMBEDDING_NAMES):
+        if isinstance(parent, ast.Call) and n in parent.args and _self_call(parent) and (
+                parent.func.attr.startswith(_EMBEDDING_NAMES)):  # type: ignore[union-attr]
             embed_ok = True
     if not embed_ok:
         return out
@@ -602,15 +601,24 @@ def _mixing(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, nodes: li
         parent = parents.get(id(n))
         if isinstance(parent, ast.Attribute) and parent.attr in _TOKEN_USES:
             continue
-        if isinstance(parent, ast.Call) and n in parent.args and isinstance(
-                parent.func, ast.Attribute) and isinstance(parent.func.value, ast.Name) and (
-                parent.func.value.id == "self"):
+        if isinstance(parent, ast.Call) and n in parent.args and _self_call(parent):
             continue
         out.append(hit(mod, n, f"forward computes with the token ids {tokens} other than "
                        "looking them up in an embedding (or reading their size and device): "
                        "shifted, one-hot or counted tokens let a model see what it predicts.",
                        "tokens", fn.name))
     return out
+
+
+def _self_call(call: ast.Call) -> bool:
+    """`self.wte(idx)`, `self.transformer.wte(idx)`: a call of one of the model's modules."""
+    f = call.func
+    if not isinstance(f, ast.Attribute):
+        return False
+    base = f.value
+    while isinstance(base, ast.Attribute):
+        base = base.value
+    return isinstance(base, ast.Name) and base.id == "self"
 
 
 class TrainOnlyRule(AstRule):

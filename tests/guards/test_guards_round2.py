@@ -111,6 +111,9 @@ CHEATS: dict[str, tuple[list[tuple[str, str]], str]] = {
     "numpy_lib_datasource": ([("import math\n", "import math\nimport numpy\n"),
                               (AFTER, AFTER + "    numpy.lib.npyio.DataSource().open('x')\n")],
                              "reach.attribute"),
+    "numpy_save_outside_out_dir": ([("import math\n", "import math\nimport numpy as np\n"),
+                                    (AFTER, AFTER + "    np.save('/dev/shm/w', np.ones(2))\n")],
+                                   "io.files"),
     "torch_from_file": ([(AFTER, AFTER + "    w = torch.from_file('w.bin', True, 10)\n")],
                         "reach.attribute"),
     "tensor_tofile_method": ([(AFTER, AFTER + "    model.wte.weight.detach().numpy()"
@@ -169,6 +172,11 @@ HONEST: dict[str, list[tuple[str, str]]] = {
         (LOSS, LOSS + "        accumulate(optimizers)\n")],
     "numpy_math": [("import math\n", "import math\nimport numpy as np\n"),
                    (AFTER, AFTER + "    print(np.mean(np.array([1.0, 2.0])))\n")],
+    "numpy_save_into_out_dir": [("import math\n", "import math\nimport numpy as np\n"),
+                                (AFTER, AFTER + "    np.save(out_dir / 'l.npy', np.zeros(2))\n")],
+    "embedding_reached_through_a_container": [
+        ("        x = rms_norm(self.wte(idx))\n",
+         "        x = rms_norm(self.wte(idx))\n        T = idx.shape[1]\n")],
     "literal_chr_and_index": [(AFTER, AFTER + "    print(chr(45) * 3, 'abc'[0])\n")],
     "dropout_light": [(LOGITS, "        logits = F.dropout(logits, 0.1, training=self.training)\n"
                        + LOGITS)],

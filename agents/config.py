@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from agents.command.settings import CommandSettings
 from labwarden.config import WorkspaceConfig
 from labwarden.errors import ConfigError
 
@@ -76,6 +77,9 @@ class AgentsConfig:
     """Constants the tuner never touches (the seed would be seed fishing)."""
     tuner_params: tuple[str, ...] = field(default=(), metadata={"toml": "tuner.params"})
     """If set, only these constants are tuned; else every numeric constant at the top."""
+    command: CommandSettings = field(default_factory=CommandSettings)
+    """`[agents.command]`: the user's own coding agent for `--agent command` (argv, time
+    and output limits, environment passed through, isolation; see CommandSettings)."""
 
     @classmethod
     def from_workspace(cls, config: WorkspaceConfig) -> AgentsConfig:
@@ -91,14 +95,16 @@ class AgentsConfig:
                 models[role] = env
         models.update(config.section("agents").get("models", {}))
         base_url = parsed.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        return replace(parsed, models=models, base_url=base_url)
+        return replace(parsed, models=models, base_url=base_url,
+                       command=replace(parsed.command, workspace=str(config.root)))
 
     def validate(self, where: str = "labwarden.toml [agents]") -> None:
         if set(self.models) - set(ROLES):
             raise ConfigError(f"{where}: 'models' maps roles {list(ROLES)} to model ids, "
                               f"but got {self.models!r}.")
-        if self.agent not in (None, "anthropic", "tuner", "hybrid", "scripted"):
-            raise ConfigError(f"{where}: agent must be anthropic, tuner, hybrid or scripted, "
+        if self.agent not in (None, "anthropic", "tuner", "hybrid", "scripted", "command"):
+            raise ConfigError(f"{where}: agent must be anthropic, tuner, hybrid, scripted or "
+                              f"command, "
                               f"but got {self.agent!r}.")
         if not isinstance(self.hybrid_share, int | float) or not 0 < self.hybrid_share <= 1:
             raise ConfigError(f"{where}: hybrid.share must be a number in (0, 1], "

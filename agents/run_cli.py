@@ -17,11 +17,15 @@ from labwarden.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--agent", choices=("anthropic", "tuner", "hybrid", "scripted"),
+    parser.add_argument("--agent", choices=("anthropic", "tuner", "hybrid", "scripted",
+                                            "command"),
                         help="who proposes patches (default: [agents].agent, else anthropic "
                              "with ANTHROPIC_API_KEY set, else tuner)")
     parser.add_argument("--script", metavar="DIR", help="patch folder for --agent scripted "
                         "(and the structural side of --agent hybrid)")
+    parser.add_argument("--agent-cmd", metavar="'CMD ...'",
+                        help="your own coding agent for --agent command, run once per "
+                             "experiment in a scratch copy (default: [agents.command] argv)")
     parser.add_argument("--max-experiments", type=int, metavar="N",
                         help="stop after N experiments (baselines not counted)")
     parser.add_argument("--hours", type=float, metavar="H",
@@ -44,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, previous: dict[str, Any] | None) -> dict[str, Any]:
     """This session's settings: the resumed run's, overridden by options given now."""
-    keys = ("agent", "script", "max_experiments", "hours", "profile", "backend", "time_budget",
-            "gpus")
+    keys = ("agent", "script", "agent_cmd", "max_experiments", "hours", "profile", "backend",
+            "time_budget", "gpus")
     out = dict(previous or {})
     for key in keys:
         value = getattr(args, key)
@@ -78,6 +82,12 @@ def _check(s: dict[str, Any]) -> None:
         from labwarden.profiles import check_profile
 
         check_profile(s["profile"])
+    if s.get("agent_cmd"):
+        # The agent is built from the workspace's settings; this (also a resumed run's
+        # --agent-cmd) overrides [agents.command] argv. See agents.llm.command.ENV_CMD.
+        import os
+
+        os.environ["LABWARDEN_AGENT_CMD"] = s["agent_cmd"]
     if s["agent"] == "scripted" and not s["script"]:
         raise InputError("--agent scripted needs --script DIR (a folder of .patch files).")
 

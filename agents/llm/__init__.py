@@ -1,4 +1,5 @@
-"""Research agents behind one Protocol (`ResearchAgent`): anthropic, tuner, hybrid, scripted.
+"""Research agents behind one Protocol (`ResearchAgent`): anthropic, tuner, hybrid, scripted,
+command (the user's own coding agent, run as a command).
 
 Only `base` is imported here; each implementation (and its SDK) loads when chosen.
 """
@@ -14,7 +15,7 @@ from agents.config import AgentsConfig
 from agents.llm.base import ResearchAgent, UsageSink
 from labwarden.errors import InputError
 
-AGENTS = ("anthropic", "tuner", "hybrid", "scripted")
+AGENTS = ("anthropic", "tuner", "hybrid", "scripted", "command")
 
 __all__ = ["AGENTS", "ResearchAgent", "make_agent"]
 
@@ -60,4 +61,8 @@ def make_agent(name: str, settings: AgentsConfig, *, on_usage: UsageSink,
         if script_dir is None:
             raise InputError("--agent scripted needs --script DIR (a folder of .patch files).")
         return ScriptedAgent(script_dir)
+    if name == "command":
+        from agents.llm.command import make_command_agent
+
+        return make_command_agent(settings.command)
     raise InputError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}.")

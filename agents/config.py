@@ -52,7 +52,8 @@ class AgentsConfig:
     max_review_rounds: int = 2
     """How many times the reviewer may send a patch back to the coder."""
     untrusted_budget_chars: int = 6000
-    """Logs, tracebacks and patch text shown to an LLM are cut to this many characters."""
+    """Logs, tracebacks, the ledger and lessons shown to an LLM are cut to this many
+    characters (head and tail kept). Files and diffs are always shown whole."""
     baseline_runs: int = 3
     """Measurements of the unmodified trainer before the first experiment (noise floor)."""
     keep_k: float = 2.0

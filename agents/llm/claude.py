@@ -24,6 +24,7 @@ all run) and after the current files (the same until a change is kept).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -60,6 +61,9 @@ from agents.llm.prompts import (
 )
 from labwarden.errors import InputError
 
+SDK_FLOOR = "0.77.0"
+"""The oldest `anthropic` release with `output_config` (structured outputs) in
+`messages.create`; checked by running these tests against it."""
 EPHEMERAL = {"type": "ephemeral"}
 PAUSES_FOLLOWED = 3
 
@@ -125,6 +129,12 @@ class AnthropicAgent:
         self._client = anthropic.Anthropic(api_key=key, base_url=config.base_url,
                                            max_retries=config.max_retries,
                                            timeout=config.request_timeout_s)
+        if "output_config" not in inspect.signature(self._client.messages.create).parameters:
+            # Found now, not after a planner and a coder were paid and the reviewer's call
+            # raised TypeError.
+            raise InputError(f"the installed anthropic SDK ({anthropic.__version__}) has no "
+                             f"structured outputs (output_config); install "
+                             f"'anthropic>={SDK_FLOOR}'.")
 
     def models(self) -> dict[str, str]:
         return dict(self.config.models)

@@ -212,3 +212,17 @@ def test_missing_key_is_an_input_error(monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(InputError, match="ANTHROPIC_API_KEY"):
         AnthropicAgent(AgentsConfig(), on_usage=lambda *a: None)
+
+
+def test_an_sdk_without_structured_outputs_is_refused_up_front(monkeypatch):
+    from anthropic.resources.messages import Messages
+
+    from labwarden.errors import InputError
+
+    def old_create(self, *, max_tokens, messages, model, system=None, tools=None,
+                   tool_choice=None, timeout=None):  # the signature of SDKs before 0.77
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(Messages, "create", old_create)
+    with pytest.raises(InputError, match=r"no structured outputs.*anthropic>=0\.77\.0"):
+        AnthropicAgent(AgentsConfig(), on_usage=lambda *a: None, api_key="sk-test")

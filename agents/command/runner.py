@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labwarden.errors import LabwardenError
+from labwarden.errors import ConfigError, LabwardenError
 
 KEEP_BYTES = 64 * 1024
 """The log keeps this much of the output's start and of its end."""
@@ -94,10 +94,10 @@ def check_mounts(mounts: tuple[str, ...], workspace: Path) -> list[Path]:
     for m in mounts:
         path = Path(os.path.expanduser(m)).resolve()
         if _under(path, ws) or _under(ws, path):
-            raise LabwardenError(f"[agents.command] mounts: {m} holds or is inside the "
-                                 f"workspace {ws}; the agent may not see it.")
+            raise ConfigError(f"labwarden.toml [agents.command]: mounts: {m} holds or is "
+                              f"inside the workspace {ws}; the agent may not see it.")
         if not path.exists():
-            raise LabwardenError(f"[agents.command] mounts: {m} does not exist.")
+            raise ConfigError(f"labwarden.toml [agents.command]: mounts: {m} does not exist.")
         out.append(path)
     return out
 

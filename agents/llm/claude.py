@@ -18,8 +18,9 @@ Failures, by what retrying could change:
 Forced tool choice is not used: the newest models refuse it while thinking, so the tool
 is offered and its absence counts as a malformed answer.
 
-Prompt caching: two breakpoints, after the system prompt (role and program.md, the same
-all run) and after the current files (the same until a change is kept).
+Prompt caching: two breakpoints (1-hour cache), after the system prompt (role and
+program.md, the same all run) and after the current files (the same until a change is
+kept).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ from labwarden.errors import InputError
 SDK_FLOOR = "0.77.0"
 """The oldest `anthropic` release with `output_config` (structured outputs) in
 `messages.create`; checked by running these tests against it."""
-EPHEMERAL = {"type": "ephemeral"}
+EPHEMERAL = {"type": "ephemeral", "ttl": "1h"}
+"""An experiment trains for minutes (300 s by default) between two plans: a 5-minute cache
+would be gone by the next one. The 1-hour cache costs 2x input to write, 1.25x for the
+5-minute one, and is read back by every experiment of the hour."""
 PAUSES_FOLLOWED = 3
 
 # HTTP status -> (kind, what to do). "stop": no retry can help; "repeat": this request may
@@ -287,8 +291,12 @@ class AnthropicAgent:
             "cache_read": int(getattr(u, "cache_read_input_tokens", 0) or 0),
             "cache_write": int(getattr(u, "cache_creation_input_tokens", 0) or 0),
         }
-        self._on_usage(exp_id, Usage(role=role, model=model, cost_usd=cost_usd(model, **counts),
-                                     **counts))
+        split = getattr(u, "cache_creation", None)
+        # Without the API's split, the writes are ours: all to the 1-hour cache.
+        write_1h = (int(getattr(split, "ephemeral_1h_input_tokens", 0) or 0) if split
+                    else counts["cache_write"])
+        cost = cost_usd(model, **counts, cache_write_1h=write_1h)
+        self._on_usage(exp_id, Usage(role=role, model=model, cost_usd=cost, **counts))
         return resp
 
 

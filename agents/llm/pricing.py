@@ -3,7 +3,8 @@
 From Anthropic's pricing and model pages (platform.claude.com/docs, about-claude/pricing
 and models/*/overview, read December 2026). Cache reads are not one multiple of input
 for every model any more (Fable 5.1 reads at 0.025x, Opus 5.5 and Sonnet 5.5 at 0.05x),
-so each row carries its own four prices. The loop writes the 5-minute cache only.
+so each row carries its own prices. Cache writes cost 1.25x input for the 5-minute cache
+and 2x for the 1-hour one, on every model.
 
 Tiered models: Haiku 5.5 bills a request whose prompt (input + cache reads + cache
 writes) is over 100,000 tokens at its higher band, every token of that request, output
@@ -28,6 +29,10 @@ class Rates:
     cache_write: float
     """5-minute cache write."""
     cache_read: float
+
+    @property
+    def cache_write_1h(self) -> float:
+        return self.input * 2.0
 
 
 @dataclass(frozen=True)
@@ -84,12 +89,16 @@ def price_of(model: str) -> Price | None:
 
 
 def cost_usd(model: str, *, input_tokens: int, output_tokens: int, cache_read: int,
-             cache_write: int) -> float | None:
+             cache_write: int, cache_write_1h: int = 0) -> float | None:
+    """USD of one request; `cache_write_1h` is the part of `cache_write` written to the
+    1-hour cache."""
     price = price_of(model)
     if price is None:
         return None
     prompt = input_tokens + cache_read + cache_write
     rates = price.long if price.long is not None and prompt > price.long_above else price.base
+    short = max(cache_write - cache_write_1h, 0)
     total = (input_tokens * rates.input + output_tokens * rates.output
-             + cache_write * rates.cache_write + cache_read * rates.cache_read)
+             + short * rates.cache_write + cache_write_1h * rates.cache_write_1h
+             + cache_read * rates.cache_read)
     return total / 1e6

@@ -9,7 +9,8 @@ With `cache=True` the server keeps a prompt cache as the API documents it: a pre
 (tools, then system, then messages, in that order) up to a `cache_control` breakpoint is
 written on first sight and read when a later request of the same model repeats it; the
 usage of each reply then carries `cache_creation_input_tokens` and
-`cache_read_input_tokens` (about 4 characters a token) instead of the queued figures.
+`cache_read_input_tokens` (about 4 characters a token, writes split by `ttl` in
+`cache_creation`) instead of the queued figures.
 """
 
 from __future__ import annotations
@@ -147,12 +148,18 @@ class FakeMessagesAPI:
             return json.dumps([body.get("model"), parts[:i + 1]], sort_keys=True, default=str)
 
         hit = next((i for i in reversed(marks) if key(i) in self._cached), -1)
-        last = marks[-1] if marks else -1
         read = sum(sizes[:hit + 1])
-        write = sum(sizes[hit + 1:last + 1])
+        written = {"5m": 0, "1h": 0}
+        start = hit + 1
+        for i in (m for m in marks if m > hit):  # each segment in its breakpoint's cache
+            written[parts[i]["cache_control"].get("ttl", "5m")] += sum(sizes[start:i + 1])
+            start = i + 1
+        write = sum(written.values())
         self._cached.update(key(i) for i in marks)
         return {"input_tokens": sum(sizes) - read - write, "cache_read_input_tokens": read,
-                "cache_creation_input_tokens": write}
+                "cache_creation_input_tokens": write,
+                "cache_creation": {"ephemeral_5m_input_tokens": written["5m"],
+                                   "ephemeral_1h_input_tokens": written["1h"]}}
 
     @property
     def url(self) -> str:

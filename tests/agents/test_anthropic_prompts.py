@@ -114,10 +114,11 @@ def test_the_long_stable_prefix_is_cached_and_read_back_at_a_fraction_of_the_pri
         agent.plan(plan_ctx("e1", "r1-001 discard: LR 0.03"))
         agent.plan(plan_ctx("e2", "r1-001 discard: LR 0.03\nr1-002 crash: OOM"))
     body = api.requests[0]["body"]
-    assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+    one_hour = {"type": "ephemeral", "ttl": "1h"}  # outlives a 300 s experiment
+    assert body["system"][0]["cache_control"] == one_hour
     stable = body["messages"][0]["content"][0]
     last = TRAIN.splitlines()[-1]
-    assert stable["cache_control"] == {"type": "ephemeral"}
+    assert stable["cache_control"] == one_hour
     assert f"{len(TRAIN.splitlines())}| {last}" in stable["text"]
     (_, first), (_, second) = calls
     prompt = first.input_tokens + first.cache_write + first.cache_read
@@ -125,6 +126,9 @@ def test_the_long_stable_prefix_is_cached_and_read_back_at_a_fraction_of_the_pri
     # The second experiment reads program.md and the trainer from the cache.
     assert second.cache_write == 0 and second.cache_read == first.cache_write
     assert second.input_tokens < 0.1 * prompt
+    assert first.cost_usd == pytest.approx(cost_usd(
+        "claude-opus-5-5", input_tokens=first.input_tokens, output_tokens=5,
+        cache_read=0, cache_write=first.cache_write, cache_write_1h=first.cache_write))
     assert second.cost_usd < 0.25 * first.cost_usd
     print(f"\nplan prompt ~{prompt} tokens; first call ${first.cost_usd:.5f} "
           f"(write {first.cache_write}), second ${second.cost_usd:.5f} "
@@ -156,6 +160,14 @@ def test_tiered_prices_apply_to_the_whole_request():
                      cache_read=10_000, cache_write=0)
     assert small == pytest.approx((90_000 * 0.10 + 1000 * 0.50 + 10_000 * 0.01) / 1e6)
     assert large == pytest.approx((90_001 * 0.50 + 1000 * 2.50 + 10_000 * 0.05) / 1e6)
+
+
+def test_one_hour_cache_writes_cost_twice_the_input():
+    five_min = cost_usd("claude-sonnet-5-5", input_tokens=0, output_tokens=0, cache_read=0,
+                        cache_write=1_000_000)
+    one_hour = cost_usd("claude-sonnet-5-5", input_tokens=0, output_tokens=0, cache_read=0,
+                        cache_write=1_000_000, cache_write_1h=1_000_000)
+    assert (five_min, one_hour) == (pytest.approx(2.5), pytest.approx(4.0))
 
 
 def test_dated_ids_and_unknown_models():

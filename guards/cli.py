@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
-
-from labwarden.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,23 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_patch_text(arg: str) -> str:
-    """The patch as text; one-line InputErrors for missing, binary or non-UTF-8 input."""
-    if arg == "-":
-        data = sys.stdin.buffer.read()
-        where = "standard input"
-    else:
-        path = Path(arg)
-        if not path.is_file():
-            raise InputError(f"patch file {arg} not found.")
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read {arg}: {e.strerror}.") from None
-        where = arg
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{where} is not UTF-8 text (byte {e.start}); send a text diff.") from None
+    """The patch as text; one-line InputErrors for a missing file, a folder, unreadable,
+    binary or non-UTF-8 input (`-` reads standard input)."""
+    from labwarden.inputs import read_text
+
+    return read_text(arg, "patch file", stdin_dash=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,9 +50,12 @@ def _check(config, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-
     from guards.engine import check_patch
     from guards.findings import AttemptMeta
     from guards.patch import parse_patch
+    from guards.settings import load_settings
 
     text = read_patch_text(args.patch)
-    parse_patch(text)  # PatchError (an InputError): exit 2, nothing recorded
+    if len(text.encode("utf-8", "surrogatepass")) <= load_settings(config).max_patch_bytes:
+        # Not a diff at all: exit 2, nothing recorded. An oversize one is refused unread.
+        parse_patch(text)
     meta = AttemptMeta(args.experiment_id, args.agent_role, args.agent_model, args.hypothesis)
     audit = None
     if not args.no_audit:

@@ -214,6 +214,16 @@ def check_patch(
                 f"{e.source}: could not load rule(s): {e.message}")
         for e in registry.errors
     ]
+    size = len(patch_text.encode("utf-8", "surrogatepass"))
+    if size > settings.max_patch_bytes and "patch.size" not in settings.disable:
+        # Known before parsing: a huge patch is refused in milliseconds, not after the
+        # rules have read every line of it.
+        report = GuardReport(findings=[*findings, Finding(
+            "patch.size", "block", "", 0, f"{size} bytes",
+            f"patch is larger than {settings.max_patch_bytes} bytes; not parsed.")])
+        if audit is not None:
+            report.audit_id = audit.record(report, patch_text, str(config.root), meta)
+        return report
     try:
         patch = parse_patch(patch_text)
     except PatchError as e:

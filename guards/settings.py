@@ -8,13 +8,14 @@ the names of the validation split, the metric's name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labwarden.config import WorkspaceConfig
 from labwarden.errors import ConfigError
 
 _SEVERITIES = ("block", "review", "note")
+_POSITIVE = {"positive": True}
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ class GuardSettings:
     They count as ordinary names, never as protected objects."""
     data_calls: tuple[str, ...] = ("*.train_batches", "*.make_dataloader")
     """Calls that create the training data iterator (consumed only inside the budget loop)."""
-    max_patch_bytes: int = 256 * 1024
-    max_files: int = 20
-    max_changed_lines: int = 3000
+    max_patch_bytes: int = field(default=256 * 1024, metadata=_POSITIVE)
+    max_files: int = field(default=20, metadata=_POSITIVE)
+    max_changed_lines: int = field(default=3000, metadata=_POSITIVE)
     plugins: tuple[str, ...] = ()
     """`module:attr` specs of Python rule plugins, beside the entry-point group."""
     autoload_plugins: bool = True
@@ -65,30 +66,11 @@ class GuardSettings:
     severity: dict[str, str] = field(default_factory=dict)
     """Per-rule severity overrides, e.g. `{"seed.fishing" = "block"}`."""
 
-
-def _strs(table: dict[str, Any], key: str, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    value = table.get(key, default)
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: guards.{key} must be a list of strings, but got {value!r}.")
-    return tuple(value)
-
-
-def _int(table: dict[str, Any], key: str, where: str, default: int) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{where}: guards.{key} must be a positive integer, but got {value!r}.")
-    return value
-
-
-_KNOWN = {
-    "frozen_modules", "public_api", "protected_symbols", "protected_calls",
-    "protected_functions", "budget_env", "budget_names", "protected_env", "val_splits",
-    "forbidden_strings", "metric_names", "metric_files", "new_files", "max_patch_bytes",
-    "max_files", "max_changed_lines", "plugins", "autoload_plugins", "rules_file", "rules",
-    "disable", "severity", "allowed_imports", "allowed_attributes", "data_calls",
-}
+    def validate(self, where: str) -> None:
+        bad = {k: v for k, v in self.severity.items() if v not in _SEVERITIES}
+        if bad:
+            raise ConfigError(f"{where}: severity must map rule ids to block|review|note, "
+                              f"but got {bad!r}.")
 
 
 def modules_of(globs: tuple[str, ...]) -> tuple[str, ...]:
@@ -108,52 +90,15 @@ def modules_of(globs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def load_settings(config: WorkspaceConfig) -> GuardSettings:
+    """`[guards]` through the one settings loader (`labwarden.settings`): keys and types
+    from `GuardSettings`, `validate` for the rest; two defaults come from the workspace."""
+    from labwarden.settings import load_table
+
+    settings = load_table(config, "guards", GuardSettings)
     table = config.section("guards")
-    where = str(config.config_path)
-    unknown = sorted(set(table) - _KNOWN)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) in [guards]: {', '.join(unknown)}.")
-    d = GuardSettings()
-    rules = table.get("rules", [])
-    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-        raise ConfigError(f"{where}: guards.rules must be an array of tables ([[guards.rules]]).")
-    severity = table.get("severity", {})
-    if not isinstance(severity, dict) or not all(v in _SEVERITIES for v in severity.values()):
-        raise ConfigError(
-            f"{where}: guards.severity must map rule ids to block|review|note, "
-            f"but got {severity!r}."
-        )
-    autoload = table.get("autoload_plugins", True)
-    if not isinstance(autoload, bool):
-        raise ConfigError(f"{where}: guards.autoload_plugins must be true or false.")
-    rules_file = table.get("rules_file")
-    if rules_file is not None and not isinstance(rules_file, str):
-        raise ConfigError(f"{where}: guards.rules_file must be a path string.")
-    new_files = table.get("new_files")
-    return GuardSettings(
-        frozen_modules=_strs(table, "frozen_modules", where, modules_of(config.frozen)),
-        public_api=_strs(table, "public_api", where, d.public_api),
-        protected_symbols=_strs(table, "protected_symbols", where, d.protected_symbols),
-        protected_calls=_strs(table, "protected_calls", where, d.protected_calls),
-        protected_functions=_strs(table, "protected_functions", where, d.protected_functions),
-        budget_env=_strs(table, "budget_env", where, d.budget_env),
-        budget_names=_strs(table, "budget_names", where, d.budget_names),
-        protected_env=_strs(table, "protected_env", where, d.protected_env),
-        val_splits=_strs(table, "val_splits", where, d.val_splits),
-        forbidden_strings=_strs(table, "forbidden_strings", where, d.forbidden_strings),
-        metric_names=_strs(table, "metric_names", where, (config.metric,)),
-        metric_files=_strs(table, "metric_files", where, d.metric_files),
-        new_files=None if new_files is None else _strs(table, "new_files", where, ()),
-        allowed_imports=_strs(table, "allowed_imports", where, ()),
-        allowed_attributes=_strs(table, "allowed_attributes", where, ()),
-        data_calls=_strs(table, "data_calls", where, d.data_calls),
-        max_patch_bytes=_int(table, "max_patch_bytes", where, d.max_patch_bytes),
-        max_files=_int(table, "max_files", where, d.max_files),
-        max_changed_lines=_int(table, "max_changed_lines", where, d.max_changed_lines),
-        plugins=_strs(table, "plugins", where, ()),
-        autoload_plugins=autoload,
-        rules_file=rules_file,
-        rules=tuple(rules),
-        disable=_strs(table, "disable", where, ()),
-        severity=dict(severity),
-    )
+    derived = {}
+    if "frozen_modules" not in table:
+        derived["frozen_modules"] = modules_of(config.frozen)
+    if "metric_names" not in table:
+        derived["metric_names"] = (config.metric,)
+    return replace(settings, **derived) if derived else settings

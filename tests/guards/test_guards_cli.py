@@ -109,3 +109,31 @@ def test_check_reads_standard_input(workspace: Path) -> None:
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 1 and "escape.process" in r.stdout
     assert not (workspace / ".labwarden").exists()
+
+
+def test_an_oversize_patch_is_refused_unread(tmp_path):
+    """Over the size limit nothing is parsed: one patch.size finding, whatever the body."""
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.patch"
+    body = "".join(f"+x{i} = {i}\n" for i in range(40_000))
+    big.write_text("--- a/trainer/train.py\n+++ b/trainer/train.py\n@@ -1,1 +1,9 @@\n"
+                   + body)
+    proc = subprocess.run([sys.executable, "-m", "labwarden", "guards", "check", "--json",
+                           "--no-audit", str(big)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    import json
+
+    findings = json.loads(proc.stdout)["findings"]
+    assert [f["rule_id"] for f in findings] == ["patch.size"]
+    assert "not parsed" in findings[0]["message"]
+
+
+def test_a_folder_is_not_a_patch(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "labwarden", "guards", "check", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "is a folder" in proc.stderr

@@ -70,6 +70,7 @@ EPHEMERAL = {"type": "ephemeral", "ttl": "1h"}
 would be gone by the next one. The 1-hour cache costs 2x input to write, 1.25x for the
 5-minute one, and is read back by every experiment of the hour."""
 PAUSES_FOLLOWED = 3
+MAX_BACKOFF_S = 900.0
 
 # HTTP status -> (kind, what to do). "stop": no retry can help; "repeat": this request may
 # be at fault, a second in a row stops; anything else is transient.
@@ -277,11 +278,13 @@ class AnthropicAgent:
                 detail = _api_message(e)
                 self._on_usage(exp_id, Usage(role=role, model=model, ok=False, note=detail[:300]))
                 kind, policy = classify(e)
-                line = f"{role} call to {model} failed after retries: {detail}"
+                retried = (f" after {self.config.max_retries} retries"
+                           if policy == "transient" else "")
+                line = f"{role} call to {model} failed{retried}: {detail}"
                 count = self._failed(kind, role, line, policy)
                 if policy != "transient":
                     raise AgentError(line) from e
-                self._sleep(self.config.failure_backoff_s * 2 ** (count - 1))
+                self._sleep(min(self.config.failure_backoff_s * 2 ** (count - 1), MAX_BACKOFF_S))
                 continue
             break
         u = resp.usage

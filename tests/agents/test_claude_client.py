@@ -142,7 +142,7 @@ def test_persistent_overload_backs_off_then_stops_the_run(api):
     api.replies += [overloaded() for _ in range(6)]
     agent = make_agent(api, calls, max_consecutive_failures=2, failure_backoff_s=7.0)
     agent._sleep = waits.append
-    with pytest.raises(AgentStop, match=r"failed after retries: 529 overloaded_error.*"
+    with pytest.raises(AgentStop, match=r"failed after 2 retries: 529 overloaded_error.*"
                                         r"2 in a row.*labwarden run --resume"):
         agent.plan(plan_ctx())
     assert len(api.requests) == 6  # 2 rounds of (1 + max_retries)

@@ -28,6 +28,8 @@ GIT_DIR = "base.git"
 AGENT_DIR = ".labwarden-agent"
 EXCLUDE = (f"/{AGENT_DIR}/", "__pycache__/", "*.pyc", ".git")
 MAX_DIFF_BYTES = 1_000_000
+MAX_TREE_BYTES = 64 * 1024 * 1024
+"""What the copy may weigh after the command (its brief folder aside) before it is staged."""
 
 _GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_AUTHOR_NAME": "labwarden", "GIT_AUTHOR_EMAIL": "labwarden@localhost",
@@ -143,6 +145,14 @@ class Scratch:
 
     def diff(self) -> str:
         """What the command changed against the base, as a unified diff ('' for nothing)."""
+        total = 0
+        for dirpath, dirnames, filenames in os.walk(self.work):
+            if Path(dirpath) == self.work:
+                dirnames[:] = [d for d in dirnames if d != AGENT_DIR]
+            total += sum(os.lstat(os.path.join(dirpath, f)).st_size for f in filenames)
+        if total > MAX_TREE_BYTES:
+            raise ScratchError(f"the command left {total} bytes in its copy, more than "
+                               f"{MAX_TREE_BYTES}: not a reviewable proposal.")
         _git(self, "add", "-A")
         raw = _git(self, "diff", "--cached", "--raw", "--no-renames", "HEAD")
         for line in raw.splitlines():

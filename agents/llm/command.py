@@ -136,7 +136,8 @@ class CommandAgent:
             desc_file = scratch.work / s.description_file
             description = ""
             if desc_file.is_file() and not desc_file.is_symlink():
-                description = desc_file.read_text(encoding="utf-8", errors="replace")
+                with desc_file.open("rb") as f:  # a huge file is cut, not read whole
+                    description = f.read(DESCRIPTION_CHARS * 4).decode("utf-8", "replace")
             description = " ".join(description.split())[:DESCRIPTION_CHARS] or last
             return Hypothesis(
                 text=description or "(the agent command gave no description)",

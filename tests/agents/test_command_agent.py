@@ -161,3 +161,20 @@ def test_the_fresh_root_shows_no_workspace_and_no_home(ws: Path):
     out = log_of(ws)
     assert f"ls: cannot access '{ws}': No such file or directory" in out
     assert "/sandbox/work" in out and "HOME=/tmp" in out
+
+
+def test_a_huge_file_left_behind_is_refused_before_git_reads_it(ws: Path):
+    a = agent(ws, ("sh", "-c", "head -c 70000000 /dev/zero > trainer/weights.bin"))
+    with pytest.raises(AgentError, match="more than 67108864: not a reviewable proposal"):
+        a.plan(plan_ctx(ws))
+
+
+def test_isolation_none_runs_on_the_host_with_a_private_home(ws: Path):
+    a = agent(ws, ("sh", "-c", "echo HOME=$HOME; pwd; exit 1"), isolation="none")
+    assert a.isolation == "none"
+    with pytest.raises(AgentError):
+        a.plan(plan_ctx(ws))
+    out = log_of(ws)
+    assert "isolation: none" in out
+    home = next(ln for ln in out.splitlines() if ln.startswith("HOME="))
+    assert home.endswith("/home") and "labwarden-agent-r9-001-" in home

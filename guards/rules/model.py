@@ -597,17 +597,89 @@ def _mixing(mod: PyModule, fn: ast.FunctionDef | ast.AsyncFunctionDef, nodes: li
             embed_ok = True
     if not embed_ok:
         return out
-    for n in uses:
-        parent = parents.get(id(n))
-        if isinstance(parent, ast.Attribute) and parent.attr in _TOKEN_USES:
-            continue
-        if isinstance(parent, ast.Call) and n in parent.args and _self_call(parent):
-            continue
-        out.append(hit(mod, n, f"forward computes with the token ids {tokens} other than "
-                       "looking them up in an embedding (or reading their size and device): "
-                       "shifted, one-hot or counted tokens let a model see what it predicts.",
-                       "tokens", fn.name))
+    # The token ids and every name computed from them, followed to a fixpoint: a value
+    # made from the tokens position by position (arithmetic, the past only) may be
+    # computed with and looked up; anything that can bring a later position's token to an
+    # earlier one (a slice that drops the start, an index, a cross-position op, a right
+    # pad, a helper) is refused. Bigram hashes of the previous token stay honest.
+    derived, checked = {tokens}, set()
+    while derived - checked:
+        name = sorted(derived - checked)[0]
+        checked.add(name)
+        for n in nodes:
+            if not (isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)):
+                continue
+            ok, targets = _token_flow(n, parents)
+            if ok:
+                derived |= targets
+                continue
+            out.append(hit(mod, n, f"forward computes with the token ids {tokens} other than "
+                           "position by position, from the past, into an embedding lookup "
+                           "(or reading their size and device): shifted, indexed or counted "
+                           "tokens let a model see what it predicts.", "tokens", fn.name))
     return out
+
+
+_ELEMENTWISE_METHODS = frozenset({"long", "int", "float", "to", "clamp", "clamp_min",
+                                  "clamp_max", "remainder", "fmod", "ne", "eq", "type",
+                                  "detach", "abs"})
+
+
+def _prefix_slice(sl: ast.AST) -> bool:
+    """`x[:, :k]`, `x[:, :-1]`, `x[..., :-1]`: every row, the first positions only."""
+    parts = sl.elts if isinstance(sl, ast.Tuple) else [sl]
+    if len(parts) < 2:
+        return False
+    head, rest = parts[0], parts[1:]
+    if not (isinstance(head, ast.Slice) and head.lower is head.upper is head.step is None) \
+            and not (isinstance(head, ast.Constant) and head.value is Ellipsis):
+        return False
+    return all(isinstance(p, ast.Slice) and p.lower is None and p.step is None for p in rest)
+
+
+def _left_pad(call: ast.Call, cur: ast.AST) -> bool:
+    """`F.pad(x, (k, 0))`: positions moved later, never earlier."""
+    f = call.func
+    name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+    if name != "pad" or not call.args or call.args[0] is not cur or len(call.args) < 2:
+        return False
+    pad = call.args[1]
+    return (isinstance(pad, ast.Tuple) and len(pad.elts) == 2
+            and all(isinstance(e, ast.Constant) and isinstance(e.value, int) for e in pad.elts)
+            and pad.elts[1].value == 0)  # type: ignore[attr-defined]
+
+
+def _token_flow(n: ast.Name, parents: dict[int, ast.AST]) -> tuple[bool, set[str]]:
+    """Whether this use of a token-derived name only flows, position by position and from
+    the past, into an embedding (or its size and device); the names it is assigned to."""
+    cur: ast.AST = n
+    while True:
+        p = parents.get(id(cur))
+        if isinstance(p, ast.Attribute) and p.value is cur and p.attr in _TOKEN_USES:
+            return True, set()
+        if isinstance(p, ast.Attribute) and p.value is cur and p.attr in _ELEMENTWISE_METHODS:
+            call = parents.get(id(p))
+            if isinstance(call, ast.Call) and call.func is p:
+                cur = call
+                continue
+            return False, set()
+        if isinstance(p, ast.BinOp | ast.UnaryOp | ast.Compare | ast.BoolOp):
+            cur = p
+            continue
+        if isinstance(p, ast.Subscript) and p.value is cur and _prefix_slice(p.slice):
+            cur = p
+            continue
+        if isinstance(p, ast.Call):
+            if cur in p.args and _self_call(p):
+                return True, set()
+            if _left_pad(p, cur):
+                cur = p
+                continue
+            return False, set()
+        if isinstance(p, ast.Assign) and p.value is cur and all(
+                isinstance(t, ast.Name) for t in p.targets):
+            return True, {t.id for t in p.targets}  # type: ignore[attr-defined]
+        return False, set()
 
 
 def _self_call(call: ast.Call) -> bool:

@@ -185,3 +185,28 @@ def test_hostile_folding_is_bounded_and_blocks(config) -> None:  # type: ignore[
     report = _check(config, code)
     assert time.process_time() - t < 10  # bounded work, even on a loaded CI machine
     assert "dynamic.code" in {f.rule_id for f in report.findings if f.severity == "block"}
+
+
+_EMBED = "        x = rms_norm(self.wte(idx))\n"
+
+
+@pytest.mark.parametrize("lines", [
+    # a bigram hash of the previous token and this one (research code does this)
+    "        prev = F.pad(idx[:, :-1], (1, 0))\n"
+    "        x = rms_norm(self.wte(idx) + self.wte((prev * 31 + idx) % self.wte.num_embeddings))\n",
+    "        h = (idx.long() * 7 + 3) % 1000\n        x = rms_norm(self.wte(idx) + self.wte(h))\n",
+])
+def test_token_ids_from_the_past_position_by_position_pass(config, lines: str) -> None:  # type: ignore[no-untyped-def]
+    report = check_patch(edit(config.root, "trainer/train.py", _EMBED, lines), config)
+    assert not report.findings, report.render()
+
+
+@pytest.mark.parametrize("shift", ["idx[:, 1:]", "(idx * 1)[:, 2:]", "idx[:, -1:]",
+                                   "idx.view(-1)", "idx.cumsum(1)", "F.pad(idx, (0, 1))",
+                                   "torch.roll(idx, -1, 1)", "idx.flip(1)", "idx[:, 1]"])
+def test_token_ids_moved_from_later_positions_block(config, shift: str) -> None:  # type: ignore[no-untyped-def]
+    lines = (f"        t = {shift}\n        u = t % 1000\n"
+             "        x = rms_norm(self.wte(idx) + self.wte(u[:, : idx.size(1)]))\n")
+    report = check_patch(edit(config.root, "trainer/train.py", _EMBED, lines), config)
+    assert "model.export_mode" in {f.rule_id for f in report.findings
+                                   if f.severity == "block"}, report.render()

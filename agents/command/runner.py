@@ -148,6 +148,9 @@ def run_command(argv: tuple[str, ...], *, scratch: Path, isolation: str, time_li
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("LANG", "C.UTF-8")
     env["TERM"] = "dumb"
+    # `{work}` in an argument is the copy's path as the command sees it (a `docker run -v`).
+    seen_as = "/sandbox/work" if isolation == "fresh-root" else str(work)
+    argv = tuple(a.replace("{work}", seen_as) for a in argv)
     program = shutil.which(argv[0], path=env["PATH"]) or argv[0]
     ready_r = ready_w = -1
     if isolation == "fresh-root":

@@ -22,7 +22,8 @@ class CommandSettings:
 
     argv: tuple[str, ...] = ()
     """The command and its arguments, as a list (no shell unless you name one); `--agent-cmd
-    'CMD ...'` overrides it (split like a shell would)."""
+    'CMD ...'` overrides it (split like a shell would). `{work}` in an argument becomes the
+    scratch copy's path as the command sees it (`/sandbox/work` in the fresh root)."""
     time_limit_s: float = 900.0
     """The command is killed (its whole process tree) after this many seconds; the attempt
     is then a crash."""

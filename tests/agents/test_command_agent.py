@@ -178,3 +178,16 @@ def test_isolation_none_runs_on_the_host_with_a_private_home(ws: Path):
     assert "isolation: none" in out
     home = next(ln for ln in out.splitlines() if ln.startswith("HOME="))
     assert home.endswith("/home") and "labwarden-agent-r9-001-" in home
+
+
+@pytest.mark.parametrize("isolation", ["none", "auto"])
+def test_work_in_an_argument_is_the_copy_as_the_command_sees_it(ws: Path, isolation: str):
+    a = agent(ws, ("sh", "-c", "echo WORK={work}; test -f {work}/program.md || exit 5; exit 1"),
+              isolation=isolation)
+    with pytest.raises(AgentError, match="exited 1"):  # 5 if {work} held no copy
+        a.plan(plan_ctx(ws))
+    (line,) = [ln for ln in log_of(ws).splitlines() if ln.startswith("WORK=")]
+    if a.isolation == "fresh-root":
+        assert line == "WORK=/sandbox/work"
+    else:
+        assert line.endswith("/ws") and "labwarden-agent-r9-001-" in line

@@ -29,8 +29,8 @@ class AgentsConfig:
     """The loop's knobs. Read with `AgentsConfig.from_workspace(config)`."""
 
     agent: str | None = None
-    """`anthropic`, `tuner`, `hybrid` or `scripted`; None: anthropic when ANTHROPIC_API_KEY is set,
-    else tuner."""
+    """`anthropic`, `tuner`, `hybrid`, `scripted` or `command`; None: anthropic when
+    ANTHROPIC_API_KEY is set, else tuner."""
     models: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     """Model id per role (planner, coder, reviewer)."""
     base_url: str | None = None

@@ -28,7 +28,8 @@ def guard(state: ResearchState, runtime: Runtime[ResearchContext]) -> dict[str, 
         from guards import AttemptMeta
 
         hyp = state.get("hypothesis") or {}
-        meta = AttemptMeta(experiment_id=exp_id, agent_role="coder",
+        role = getattr(ctx.agent, "audit_role", "coder")  # "command" for a user's own agent
+        meta = AttemptMeta(experiment_id=exp_id, agent_role=role,
                            agent_model=ctx.agent.models().get("coder", ""),
                            hypothesis=hyp.get("text", ""))
         report = ctx.service.check(state["diff"], meta, against=ctx.guard_config())

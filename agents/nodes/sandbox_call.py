@@ -28,7 +28,8 @@ def sandbox_run(ctx: ResearchContext, exp_id: str, patch: str | None) -> dict[st
                           experiment_id=folder, time_budget_s=ctx.time_budget_s,
                           base_dir=ctx.tree.path, gpus=ctx.gpus)
     row = row or {}
-    meta = AttemptMeta(experiment_id=exp_id, agent_role="coder" if patch else "baseline",
+    role = getattr(ctx.agent, "audit_role", "coder") if patch else "baseline"
+    meta = AttemptMeta(experiment_id=exp_id, agent_role=role,
                        agent_model=ctx.agent.models().get("coder", "") if patch else "",
                        hypothesis=str(row.get("hypothesis") or ""))
     result = ctx.service.run(spec, meta).to_dict()

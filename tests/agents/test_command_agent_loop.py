@@ -94,8 +94,6 @@ def test_an_agent_that_edits_frozen_files_is_blocked_and_audited(sequence_run, s
     assert f"{row['id']} blocked: [" in log(ws, rows["search.sh"])
 
 
-@pytest.mark.xfail(strict=True, reason="the guard node names the role 'coder' for every agent; "
-                   "needs agents/nodes/guard.py to use the agent's audit_role (see report)")
 def test_the_audit_trail_names_the_role_command(sequence_run):
     ws, _, rows = sequence_run
     audit = {a["experiment_id"]: a for a in audit_rows(ws)}

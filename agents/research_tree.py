@@ -123,6 +123,11 @@ class ResearchTree:
             return None
         if f"{TRAILER}: {experiment_id}" in _git(self.top, "log", "-1", "--format=%B"):
             return _git(self.top, "rev-parse", "HEAD")
+        # The worktree is labwarden's own and must equal the branch tip, the current best.
+        # `apply --index` compares stat data, which copying a workspace or reading the tree
+        # can leave stale (seen as "does not match index" on a first keep in CI): put the
+        # tree and its index back at the tip first, so only the kept patch is applied.
+        _git(self.top, "reset", "-q", "--hard", "HEAD")
         args = ["apply", "--index", "--whitespace=nowarn"]
         if self.rel:
             args.append(f"--directory={self.rel}")

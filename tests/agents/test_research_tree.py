@@ -71,3 +71,18 @@ def test_outside_git_a_copy_holds_the_best_files(tmp_path):
     assert (tree.path / "trainer" / "train.py").read_text() == "LR = 0.03\nDEPTH = 2\n"
     assert (ws / "trainer" / "train.py").read_text() == "LR = 0.02\nDEPTH = 2\n"
     assert not (tree.path / ".labwarden").exists()  # the state folder is not copied into itself
+
+
+def test_a_stale_worktree_still_takes_the_kept_patch(tmp_path):
+    """A worktree whose files or stat data moved since checkout (a copied workspace, a
+    stray edit) is put back at the tip, so the commit holds the kept patch and only it."""
+    repo = make_workspace(tmp_path / "repo")
+    (repo / ".gitignore").write_text(".labwarden/\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-q", "-m", "init")
+    tree = ResearchTree.open(load_config(repo), "labwarden/research")
+    (tree.path / "trainer" / "train.py").write_text("LR = 9.9\nDEPTH = 2\n")
+    sha = tree.commit(DIFF, "raise LR", "r1-001")
+    assert sha and (tree.path / "trainer" / "train.py").read_text() == "LR = 0.03\nDEPTH = 2\n"
+    assert git(repo, "show", "--format=", "--unified=0", "labwarden/research").count("+LR") == 1

@@ -58,7 +58,7 @@ def test_missing_patch_file_is_exit_2(
     try_workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["try", "/nonexistent.diff", "--workspace", str(try_workspace)]) == 2
-    assert "cannot read patch" in capsys.readouterr().err
+    assert "/nonexistent.diff not found" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -76,29 +76,28 @@ def pack(config: WorkspaceConfig, profile: str, *, base_dir: Path | None = None,
     return Bundle(files, data, profile, seal_hash, shared_data, h.hexdigest()[:16])
 
 
+def _write_under(root: Path, files: dict[str, bytes], what: str) -> None:
+    """Write relative-path -> bytes under `root`; a path that would leave it is refused."""
+    for rel, blob in files.items():
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise InputError(f"bundle path {rel!r} leaves the {what}")
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blob)
+
+
 def unpack(bundle: Bundle, dest: Path) -> Path:
     """Write the bundle's workspace under `dest` and return the data folder it uses."""
     from labwarden.config import load_config
 
-    for rel, blob in bundle.files.items():
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            raise InputError(f"bundle path {rel!r} leaves the workspace")
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(blob)
-    config = load_config(dest)
-    data_dir = config.data_path(bundle.profile)
+    _write_under(dest, bundle.files, "workspace")
+    data_dir = load_config(dest).data_path(bundle.profile)
     if bundle.shared_data is not None:
         # The sandbox mounts the workspace's data folder: point it at the shared one.
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         data_dir.symlink_to(Path(bundle.shared_data).resolve(), target_is_directory=True)
         return data_dir
-    for rel, blob in bundle.data.items():
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            raise InputError(f"bundle data path {rel!r} leaves the data folder")
-        target = data_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(blob)
+    _write_under(data_dir, bundle.data, "data folder")
     return data_dir
 
 
